@@ -1,0 +1,8 @@
+"""ASGI entry point: HTTP and, as the live stream lands, websockets."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+application = get_asgi_application()

@@ -1,0 +1,3 @@
+"""Ingest endpoints: the native JSON API and the Sentry-compatible store and envelope."""
+
+urlpatterns: list = []
