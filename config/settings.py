@@ -83,26 +83,32 @@ TEMPLATES = [
 ]
 
 
+def _sqlite(path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        # IMMEDIATE transactions and a busy timeout make the web process and the
+        # worker wait for each other instead of failing with "database is locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        # A file, not memory, so that server and worker processes started by tests share it.
+        "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+    }
+
+
 def _databases() -> dict:
     """PostgreSQL with a psycopg 3 pool from DATABASE_URL, else SQLite in WAL mode."""
     url = env_str("DATABASE_URL")
     if not url:
-        return {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": VAR_DIR / "console.sqlite3",
-                # IMMEDIATE transactions and a busy timeout make the web process and the
-                # worker wait for each other instead of failing with "database is locked".
-                "OPTIONS": {
-                    "transaction_mode": "IMMEDIATE",
-                    "timeout": 30,
-                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                },
-            }
-        }
+        return {"default": _sqlite(VAR_DIR / "console.sqlite3")}
     config = dj_database_url.parse(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return {"default": _sqlite(config["NAME"])}
     if config["ENGINE"] != "django.db.backends.postgresql":
-        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got engine {config['ENGINE']}")
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// or sqlite:/// URL, got {url.split(':')[0]}")
     config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
     config["OPTIONS"] = {
         "pool": {

@@ -217,6 +217,7 @@ class Incident(models.Model):
     category = models.CharField(max_length=16, choices=Category.choices)
     severity = models.PositiveSmallIntegerField(choices=Severity.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     event_count = models.PositiveBigIntegerField(default=0)
@@ -319,7 +320,11 @@ class ErrorEvent(models.Model):
     received_at = models.DateTimeField()
     level = models.CharField(max_length=8, choices=Level.choices, default=Level.ERROR)
     message = models.TextField(blank=True)
-    exception = models.JSONField(default=list, blank=True, help_text="Exception chain, innermost last.")
+    exception = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Exception chain, oldest cause first; the last entry is the one that surfaced.",
+    )
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     logger = models.CharField(max_length=200, blank=True)
     component = models.CharField(max_length=200, blank=True)
@@ -346,6 +351,7 @@ class ErrorEvent(models.Model):
         indexes = [
             models.Index(fields=["incident", "-received_at", "-id"], name="event_incident_time"),
             models.Index(fields=["-received_at", "-id"], name="event_received"),
+            models.Index(fields=["source", "-received_at", "-id"], name="event_source_received"),
             models.Index(fields=["id"], condition=Q(incident__isnull=True), name="event_pending_digest"),
         ]
 

@@ -1,0 +1,343 @@
+"""The digest: classify, group and count stored events in batches.
+
+Ingest only makes an event durable; the digest turns pending events (those with
+no incident yet) into incidents, counters and per-minute rollups. Batching keeps
+the per-event cost to a few microseconds of SQL, and the rules and catalog are
+read afresh at every run, so an edit in admin applies to the next batch.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Greatest, Least
+from django.utils import timezone
+
+from incidents import services
+from incidents.classify import classify, load_ruleset_and_catalog
+from incidents.grouping import group
+from incidents.models import (
+    ErrorEvent,
+    ErrorType,
+    Incident,
+    IncidentActivity,
+    IncidentEnvironment,
+    IncidentHour,
+    IncidentMinute,
+    IncidentUser,
+    SourceMinute,
+)
+
+DIGEST_ACTOR = "system:digest"
+_EVENT_FIELDS = [
+    "id",
+    "source_id",
+    "timestamp",
+    "level",
+    "message",
+    "exception",
+    "http_status",
+    "logger",
+    "component",
+    "environment",
+    "transaction",
+    "tags",
+    "user",
+    "contexts",
+    "extra",
+    "client_fingerprint",
+]
+
+
+@dataclass
+class _Group:
+    """What one batch contributes to one incident."""
+
+    source_id: int
+    fingerprint: str
+    title: str
+    culprit: str
+    error_type_id: int
+    category: str
+    severity: int
+    first_seen: datetime
+    last_seen: datetime
+    event_ids_by_severity: dict[int, list[int]] = field(default_factory=dict)
+    user_hashes: set[str] = field(default_factory=set)
+    # (environment, severity, minute) -> events
+    counts: dict[tuple[str, int, datetime], int] = field(default_factory=dict)
+
+    def add(self, event: ErrorEvent, severity: int) -> None:
+        self.event_ids_by_severity.setdefault(severity, []).append(event.pk)
+        self.severity = max(self.severity, severity)
+        self.first_seen = min(self.first_seen, event.timestamp)
+        self.last_seen = max(self.last_seen, event.timestamp)
+        user_hash = _user_hash(event.user)
+        if user_hash:
+            self.user_hashes.add(user_hash)
+        key = (event.environment, severity, event.timestamp.replace(second=0, microsecond=0))
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    @property
+    def event_count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def environments(self) -> set[str]:
+        return {env for env, _, _ in self.counts if env}
+
+    def per_minute(self) -> dict[datetime, int]:
+        minutes: dict[datetime, int] = {}
+        for (_, _, minute), count in self.counts.items():
+            minutes[minute] = minutes.get(minute, 0) + count
+        return minutes
+
+
+def _user_hash(user: dict) -> str:
+    """Identify the affected user by the first identifier the SDK sent, hashed."""
+    if not isinstance(user, dict):
+        return ""
+    for key in ("id", "email", "username", "ip_address"):
+        value = user.get(key)
+        if value not in (None, ""):
+            return hashlib.sha1(f"{key}:{value}".encode(), usedforsecurity=False).hexdigest()
+    return ""
+
+
+def digest_pending(*, batch_size: int = 1000) -> int:
+    """Digest every pending event, batch by batch; return how many were digested."""
+    rules, catalog = load_ruleset_and_catalog()
+    type_ids = dict(ErrorType.objects.values_list("code", "id"))
+    total = 0
+    while True:
+        done = _digest_batch(rules, catalog, type_ids, batch_size)
+        total += done
+        if done < batch_size:
+            return total
+
+
+def _digest_batch(rules, catalog, type_ids: dict[str, int], batch_size: int) -> int:
+    with transaction.atomic():
+        # SKIP LOCKED lets several digests run at once on PostgreSQL without sharing events.
+        events = list(
+            ErrorEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(incident__isnull=True)
+            .order_by("id")
+            .only(*_EVENT_FIELDS)[:batch_size]
+        )
+        if not events:
+            return 0
+        groups = _group_events(events, rules, catalog, type_ids)
+        incidents = _upsert_incidents(groups)
+        new_users = _record_users(groups, incidents)
+        _record_environments(groups, incidents)
+        _write_rollups(groups, incidents)
+        _update_incidents(groups, incidents, new_users)
+        _attach_events(groups, incidents)
+        _apply_lifecycle(groups, incidents)
+    return len(events)
+
+
+def _event_as_dict(event: ErrorEvent) -> dict:
+    return {name: getattr(event, name) for name in _EVENT_FIELDS}
+
+
+def _group_events(events, rules, catalog, type_ids) -> dict[tuple[int, str], _Group]:
+    groups: dict[tuple[int, str], _Group] = {}
+    for event in events:
+        as_dict = _event_as_dict(event)
+        classification = classify(as_dict, rules, catalog)
+        grouping = group(as_dict)
+        key = (event.source_id, grouping.fingerprint)
+        entry = groups.get(key)
+        if entry is None:
+            entry = groups[key] = _Group(
+                source_id=event.source_id,
+                fingerprint=grouping.fingerprint,
+                title=grouping.title,
+                culprit=grouping.culprit,
+                error_type_id=type_ids[classification.error_type],
+                category=classification.category,
+                severity=classification.severity,
+                first_seen=event.timestamp,
+                last_seen=event.timestamp,
+            )
+        entry.add(event, classification.severity)
+    return groups
+
+
+def _upsert_incidents(groups: dict[tuple[int, str], _Group]) -> dict[tuple[int, str], Incident]:
+    """Create incidents for new fingerprints, then lock every touched incident in id order."""
+    fingerprints = {fp for _, fp in groups}
+    source_ids = {source_id for source_id, _ in groups}
+
+    def touched():
+        rows = Incident.objects.filter(source_id__in=source_ids, fingerprint__in=fingerprints)
+        return {(row.source_id, row.fingerprint): row for row in rows if (row.source_id, row.fingerprint) in groups}
+
+    existing = touched()
+    missing = [g for key, g in groups.items() if key not in existing]
+    if missing:
+        # Another digest may create the same incident meanwhile; the unique constraint decides.
+        Incident.objects.bulk_create(
+            [
+                Incident(
+                    source_id=g.source_id,
+                    fingerprint=g.fingerprint,
+                    title=g.title,
+                    culprit=g.culprit,
+                    error_type_id=g.error_type_id,
+                    category=g.category,
+                    severity=g.severity,
+                    first_seen=g.first_seen,
+                    last_seen=g.first_seen,
+                    status_changed_at=timezone.now(),
+                )
+                for g in missing
+            ],
+            ignore_conflicts=True,
+        )
+    ids = [row.pk for row in touched().values()]
+    locked = Incident.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")
+    incidents = {(row.source_id, row.fingerprint): row for row in locked}
+    # Read under the lock, an event count of zero means no digest has counted this incident yet:
+    # exactly one digest records its creation even when two created it at once.
+    IncidentActivity.objects.bulk_create(
+        [
+            IncidentActivity(incident=row, kind=IncidentActivity.Kind.CREATED, actor=DIGEST_ACTOR, to_status="open")
+            for row in incidents.values()
+            if row.event_count == 0
+        ]
+    )
+    return incidents
+
+
+def _record_users(groups, incidents) -> dict[int, int]:
+    """Insert unseen user hashes and return how many were new per incident."""
+    rows = [(incidents[key].pk, user_hash) for key, g in groups.items() for user_hash in sorted(g.user_hashes)]
+    if not rows:
+        return {}
+    table = IncidentUser._meta.db_table
+    placeholders = ", ".join(["(%s, %s)"] * len(rows))
+    params = [value for row in rows for value in row]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (incident_id, user_hash) VALUES {placeholders} "
+            "ON CONFLICT (incident_id, user_hash) DO NOTHING RETURNING incident_id",
+            params,
+        )
+        inserted = cursor.fetchall()
+    new_users: dict[int, int] = {}
+    for (incident_id,) in inserted:
+        new_users[incident_id] = new_users.get(incident_id, 0) + 1
+    return new_users
+
+
+def _record_environments(groups, incidents) -> None:
+    IncidentEnvironment.objects.bulk_create(
+        [
+            IncidentEnvironment(incident=incidents[key], environment=env)
+            for key, g in groups.items()
+            for env in sorted(g.environments)
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _upsert_counts(model, key_columns: list[str], rows: list[tuple]) -> None:
+    """Add counts to rollup rows, creating them as needed, in one statement."""
+    if not rows:
+        return
+    table = model._meta.db_table
+    columns = [*key_columns, "count"]
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+    params = [value for row in rows for value in row]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} "
+        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET count = {table}.count + excluded.count"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _write_rollups(groups, incidents) -> None:
+    minute_rows, hour_counts, source_counts = [], {}, {}
+    for key, g in groups.items():
+        incident_id = incidents[key].pk
+        for minute, count in sorted(g.per_minute().items()):
+            minute_rows.append((incident_id, minute, count))
+            hour_key = (incident_id, minute.replace(minute=0))
+            hour_counts[hour_key] = hour_counts.get(hour_key, 0) + count
+        for (env, severity, minute), count in g.counts.items():
+            source_key = (g.source_id, g.error_type_id, severity, env, minute)
+            source_counts[source_key] = source_counts.get(source_key, 0) + count
+    _upsert_counts(IncidentMinute, ["incident_id", "minute"], minute_rows)
+    _upsert_counts(IncidentHour, ["incident_id", "hour"], [(*k, v) for k, v in sorted(hour_counts.items())])
+    _upsert_counts(
+        SourceMinute,
+        ["source_id", "error_type_id", "severity", "environment", "minute"],
+        [(*k, v) for k, v in sorted(source_counts.items())],
+    )
+
+
+def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
+    for key, g in sorted(groups.items(), key=lambda item: incidents[item[0]].pk):
+        incident = incidents[key]
+        Incident.objects.filter(pk=incident.pk).update(
+            event_count=F("event_count") + g.event_count,
+            user_count=F("user_count") + new_users.get(incident.pk, 0),
+            first_seen=Least("first_seen", g.first_seen),
+            last_seen=Greatest("last_seen", g.last_seen),
+            severity=Greatest("severity", g.severity),
+            title=g.title,
+            culprit=g.culprit,
+        )
+        if g.severity > incident.severity and incident.event_count:
+            IncidentActivity.objects.create(
+                incident=incident,
+                kind=IncidentActivity.Kind.SEVERITY_RAISED,
+                actor=DIGEST_ACTOR,
+                detail={"from": incident.severity, "to": g.severity},
+            )
+
+
+def _attach_events(groups, incidents) -> None:
+    for key, g in groups.items():
+        for severity, event_ids in g.event_ids_by_severity.items():
+            ErrorEvent.objects.filter(pk__in=event_ids).update(
+                incident_id=incidents[key].pk,
+                fingerprint=g.fingerprint,
+                error_type_id=g.error_type_id,
+                severity=severity,
+            )
+
+
+def _apply_lifecycle(groups, incidents) -> None:
+    """Reopen resolved incidents as regressed and unmute those whose condition is met."""
+    now = timezone.now()
+    for key in groups:
+        incident = incidents[key]
+        if incident.status == Incident.Status.RESOLVED:
+            services.incident_regress(incident=incident, by=DIGEST_ACTOR)
+        elif incident.status == Incident.Status.MUTED:
+            reason = _unmute_reason(incident, now)
+            if reason:
+                services.incident_unmute(incident=incident, by=DIGEST_ACTOR, reason=reason)
+
+
+def _unmute_reason(incident: Incident, now: datetime) -> str:
+    if incident.muted_until and incident.muted_until <= now:
+        return "mute period ended"
+    if incident.unmute_after_events:
+        since = now - timedelta(minutes=incident.unmute_window_minutes)
+        if incident.status_changed_at:
+            since = max(since, incident.status_changed_at.replace(second=0, microsecond=0))
+        seen = (
+            IncidentMinute.objects.filter(incident=incident, minute__gte=since).aggregate(total=Sum("count"))["total"]
+            or 0
+        )
+        if seen >= incident.unmute_after_events:
+            return f"{seen} events within {incident.unmute_window_minutes} minutes"
+    return ""

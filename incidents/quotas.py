@@ -1,0 +1,64 @@
+"""Per-source ingest quotas: a fixed one-minute window counted in Redis, or in memory.
+
+Redis is shared by every web process; the in-memory counter serves the embedded
+default, which runs a single web process.
+"""
+
+import threading
+import time
+
+from django.conf import settings
+
+WINDOW_SECONDS = 60
+
+
+class _MemoryCounter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._window = 0
+
+    def add(self, key: str, amount: int, window: int) -> int:
+        with self._lock:
+            if window != self._window:
+                self._counts.clear()  # a new minute: every old window is over
+                self._window = window
+            self._counts[key] = self._counts.get(key, 0) + amount
+            return self._counts[key]
+
+
+class _RedisCounter:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+
+    def add(self, key: str, amount: int, window: int) -> int:
+        redis_key = f"quota:{key}:{window}"
+        pipe = self._client.pipeline(transaction=False)
+        pipe.incrby(redis_key, amount)
+        pipe.expire(redis_key, WINDOW_SECONDS * 2)
+        count, _ = pipe.execute()
+        return int(count)
+
+
+_counter: _MemoryCounter | _RedisCounter | None = None
+
+
+def _get_counter() -> _MemoryCounter | _RedisCounter:
+    global _counter
+    if _counter is None:
+        _counter = _RedisCounter(settings.REDIS_URL) if settings.REDIS_URL else _MemoryCounter()
+    return _counter
+
+
+def quota_consume(*, source_id: int, limit_per_minute: int, amount: int = 1) -> int | None:
+    """Count `amount` events against the source; return seconds to wait when over the limit, else None."""
+    if limit_per_minute == 0:
+        return None
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    used = _get_counter().add(str(source_id), amount, window)
+    if used <= limit_per_minute:
+        return None
+    return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))

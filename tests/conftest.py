@@ -1,0 +1,38 @@
+"""Shared fixtures: sources with keys, and a digest that runs like the worker's."""
+
+import pytest
+
+from incidents import services
+from incidents.digest import digest_pending
+
+
+@pytest.fixture
+def source(db):
+    """A source with one usable ingest key."""
+    created, _key = services.source_create(name="Checkout service")
+    return created
+
+
+@pytest.fixture
+def ingest_key(source):
+    return source.keys.get()
+
+
+@pytest.fixture
+def digest(db):
+    """Run the digest in-process, as the worker's task does."""
+    return digest_pending
+
+
+@pytest.fixture(autouse=True)
+def fresh_quotas(settings):
+    """Start every test with empty ingest quotas: source ids repeat across tests."""
+    from incidents import quotas
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter("quota:*"):
+            client.delete(key)
+    quotas._counter = None

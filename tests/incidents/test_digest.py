@@ -1,0 +1,165 @@
+"""The digest: grouping stored events into incidents, counting them, and the incident lifecycle."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from incidents import services
+from incidents.ingest.normalize import normalize_native_event
+from incidents.models import (
+    ClassificationRule,
+    ErrorEvent,
+    ErrorType,
+    Incident,
+    IncidentEnvironment,
+    IncidentHour,
+    IncidentMinute,
+    Severity,
+    SourceMinute,
+)
+from tests.support import native_event
+
+pytestmark = pytest.mark.django_db
+
+
+def store(source, *raw_events):
+    now = timezone.now()
+    events = [normalize_native_event(raw, received_at=now) for raw in raw_events]
+    services.events_store(source=source, events=events, received_at=now)
+
+
+def failure_at(function: str, value: str, **fields) -> dict:
+    return native_event(
+        exception={
+            "type": "ValueError",
+            "value": value,
+            "stacktrace": {
+                "frames": [{"filename": "app/orders.py", "module": "app.orders", "function": function, "lineno": 10}]
+            },
+        },
+        **fields,
+    )
+
+
+def test_events_that_differ_only_by_ids_share_an_incident(source, digest):
+    store(source, failure_at("validate", "order 1234 invalid"), failure_at("validate", "order 98765 invalid"))
+    assert digest() == 2
+    incident = Incident.objects.get()
+    assert incident.event_count == 2
+    assert incident.title.startswith("ValueError: order")
+    assert set(ErrorEvent.objects.values_list("incident", flat=True)) == {incident.pk}
+
+
+def test_different_call_sites_make_different_incidents(source, digest):
+    store(source, failure_at("validate", "bad"), failure_at("save", "bad"))
+    digest()
+    assert Incident.objects.count() == 2
+
+
+def test_rollups_add_up_to_the_events(source, digest):
+    store(source, *[failure_at("validate", f"order {i}") for i in range(5)])
+    digest()
+    store(source, *[failure_at("validate", f"order {i}") for i in range(3)])
+    digest()
+    incident = Incident.objects.get()
+    assert incident.event_count == 8
+    assert IncidentMinute.objects.filter(incident=incident).aggregate(n=Sum("count"))["n"] == 8
+    assert IncidentHour.objects.filter(incident=incident).aggregate(n=Sum("count"))["n"] == 8
+    rows = SourceMinute.objects.filter(source=source)
+    assert rows.aggregate(n=Sum("count"))["n"] == 8
+    assert set(rows.values_list("environment", flat=True)) == {"production"}
+
+
+def test_the_source_rollup_splits_by_severity(source, digest):
+    store(source, failure_at("validate", "x"), failure_at("validate", "x", level="fatal"))
+    digest()
+    counts = dict(SourceMinute.objects.values_list("severity", "count"))
+    assert counts[Severity.CRITICAL] == 1
+    assert sum(counts.values()) == 2
+    assert Incident.objects.get().severity == Severity.CRITICAL
+
+
+def test_distinct_users_are_counted_once_across_batches(source, digest):
+    store(source, failure_at("validate", "x", user={"id": "u1"}), failure_at("validate", "x", user={"id": "u2"}))
+    digest()
+    store(source, failure_at("validate", "x", user={"id": "u1"}), failure_at("validate", "x", user={"id": "u3"}))
+    digest()
+    assert Incident.objects.get().user_count == 3
+
+
+def test_environments_are_recorded_for_filtering(source, digest):
+    store(source, failure_at("validate", "x", environment="staging"), failure_at("validate", "x"))
+    digest()
+    assert set(IncidentEnvironment.objects.values_list("environment", flat=True)) == {"staging", "production"}
+
+
+def test_a_new_event_reopens_a_resolved_incident_as_regressed(source, digest):
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident = Incident.objects.get()
+    services.incident_resolve(incident=incident, by="user:test")
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident.refresh_from_db()
+    assert (incident.status, incident.regressed) == ("open", True)
+    latest = incident.activities.first()
+    assert (latest.kind, latest.actor) == ("regressed", "system:digest")
+
+
+def test_a_muted_incident_stays_muted_until_its_event_condition_is_met(source, digest):
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident = Incident.objects.get()
+    services.incident_mute(incident=incident, by="user:test", until_events=3, within_minutes=5)
+    store(source, failure_at("validate", "x"), failure_at("validate", "x"))
+    digest()
+    incident.refresh_from_db()
+    assert incident.status == "muted"
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident.refresh_from_db()
+    assert incident.status == "open"
+    assert incident.activities.first().kind == "unmuted"
+
+
+def test_a_muted_incident_whose_time_is_up_unmutes_on_its_next_event(source, digest):
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident = Incident.objects.get()
+    services.incident_mute(incident=incident, by="user:test", duration=timedelta(hours=1))
+    Incident.objects.filter(pk=incident.pk).update(muted_until=timezone.now() - timedelta(seconds=1))
+    store(source, failure_at("validate", "x"))
+    digest()
+    incident.refresh_from_db()
+    assert incident.status == "open"
+
+
+def test_creation_is_on_the_timeline(source, digest):
+    store(source, failure_at("validate", "x"))
+    digest()
+    assert list(Incident.objects.get().activities.values_list("kind", "actor")) == [("created", "system:digest")]
+
+
+def test_a_rule_edited_in_the_database_applies_to_the_next_digest(source, digest):
+    store(source, failure_at("validate", "order 1"))
+    digest()
+    assert Incident.objects.get().error_type.code == "UNEXPECTED"
+    ClassificationRule.objects.create(
+        name="orders are data errors",
+        position=1,
+        component="billing",
+        error_type=ErrorType.objects.get(code="DATA_INTEGRITY"),
+    )
+    store(source, failure_at("charge", "order 2", component="billing"))
+    digest()
+    assert ErrorEvent.objects.get(incident__culprit__contains="charge").error_type.code == "DATA_INTEGRITY"
+
+
+def test_small_batches_still_digest_everything(source):
+    from incidents.digest import digest_pending
+
+    store(source, *[failure_at("validate", f"x {i}") for i in range(7)])
+    assert digest_pending(batch_size=3) == 7
+    assert not ErrorEvent.objects.filter(incident__isnull=True).exists()
