@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -333,11 +333,11 @@ def _unmute_reason(incident: Incident, now: datetime) -> str:
     if incident.unmute_after_events:
         since = now - timedelta(minutes=incident.unmute_window_minutes)
         if incident.status_changed_at:
-            since = max(since, incident.status_changed_at.replace(second=0, microsecond=0))
-        seen = (
-            IncidentMinute.objects.filter(incident=incident, minute__gte=since).aggregate(total=Sum("count"))["total"]
-            or 0
-        )
-        if seen >= incident.unmute_after_events:
+            since = max(since, incident.status_changed_at)  # only events after the mute count
+        # Minute rollups are too coarse to separate events just before the mute from those after,
+        # so count on the (incident, received_at) index, stopping at the threshold.
+        needed = incident.unmute_after_events
+        seen = ErrorEvent.objects.filter(incident=incident, received_at__gte=since)[:needed].count()
+        if seen >= needed:
             return f"{seen} events within {incident.unmute_window_minutes} minutes"
     return ""

@@ -72,9 +72,7 @@ def native_event(**fields) -> dict:
             "value": "read timed out after 30s",
             "module": "builtins",
             "stacktrace": {
-                "frames": [
-                    {"filename": "app/rates.py", "module": "app.rates", "function": "fetch_rates", "lineno": 42}
-                ]
+                "frames": [{"filename": "app/rates.py", "module": "app.rates", "function": "fetch_rates", "lineno": 42}]
             },
         },
         "environment": "production",

@@ -5,6 +5,7 @@ each does only authentication, limits, parsing and one durable INSERT.
 """
 
 from collections.abc import Callable
+
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone

@@ -1,0 +1,222 @@
+"""Read queries shared by admin, API and dashboard, each bounded by an index."""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from incidents.models import ErrorEvent, Incident, IncidentActivity, IncidentEnvironment, IncidentHour
+
+# Incidents
+
+
+def incident_hour_series(incident_ids: list[int], *, hours: int = 24, now: datetime | None = None) -> "HourSeries":
+    """Return events per hour over the last `hours` hours for many incidents, in one query."""
+    end = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=hours - 1)
+    series = HourSeries(start=start, hours=hours)
+    if incident_ids:
+        rows = IncidentHour.objects.filter(incident_id__in=incident_ids, hour__gte=start, hour__lte=end)
+        for incident_id, hour, count in rows.values_list("incident_id", "hour", "count"):
+            series.add(incident_id, hour, count)
+    return series
+
+
+@dataclass
+class HourSeries:
+    """Per-hour counts for several incidents over one window that starts at `start`."""
+
+    start: datetime
+    hours: int
+    counts: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, incident_id: int, hour: datetime, count: int) -> None:
+        index = int((hour - self.start) // timedelta(hours=1))
+        if 0 <= index < self.hours:
+            self.counts.setdefault(incident_id, [0] * self.hours)[index] += count
+
+    def of(self, incident_id: int) -> list[int]:
+        return self.counts.get(incident_id, [0] * self.hours)
+
+
+def incident_environments(*, limit: int = 200) -> list[str]:
+    """Return the distinct environments incidents were seen in, by a skip scan over their index."""
+    table = connections["default"].ops.quote_name(IncidentEnvironment._meta.db_table)
+    # A recursive skip scan reads one index entry per distinct value instead of every row.
+    sql = (
+        f"WITH RECURSIVE envs(environment) AS ("
+        f" SELECT MIN(environment) FROM {table}"
+        f" UNION ALL"
+        f" SELECT (SELECT MIN(e.environment) FROM {table} e WHERE e.environment > envs.environment)"
+        f" FROM envs WHERE envs.environment IS NOT NULL"
+        f") SELECT environment FROM envs WHERE environment IS NOT NULL LIMIT %s"
+    )
+    with connections["default"].cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def incident_timeline(incident: Incident, *, limit: int = 100) -> list[IncidentActivity]:
+    """Return the newest timeline entries of an incident, newest first."""
+    return list(IncidentActivity.objects.filter(incident=incident).order_by("-created_at", "-id")[:limit])
+
+
+_EVENT_ROW_FIELDS = (
+    "id",
+    "event_id",
+    "incident_id",
+    "timestamp",
+    "received_at",
+    "level",
+    "message",
+    "environment",
+    "release",
+    "server_name",
+)
+
+
+def incident_events_page(incident: Incident, *, page: int, per_page: int = 25) -> tuple[list[ErrorEvent], bool]:
+    """Return one page of an incident's events, newest first, and whether a next page exists, without a COUNT."""
+    offset = (max(page, 1) - 1) * per_page
+    rows = list(
+        ErrorEvent.objects.filter(incident=incident)
+        .order_by("-received_at", "-id")
+        .only(*_EVENT_ROW_FIELDS)[offset : offset + per_page + 1]
+    )
+    return rows[:per_page], len(rows) > per_page
+
+
+def incident_latest_event(incident: Incident) -> ErrorEvent | None:
+    """Return the incident's most recently received event, whole."""
+    return ErrorEvent.objects.filter(incident=incident).order_by("-received_at", "-id").first()
+
+
+# Counting without counting everything
+
+
+def table_row_estimate(model) -> int | None:
+    """Return PostgreSQL's planner estimate of a table's rows, or None where there is none."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [model._meta.db_table])
+        row = cursor.fetchone()
+    # reltuples is -1 for a table that was never vacuumed or analysed.
+    return row[0] if row and row[0] >= 0 else None
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never counts a whole large table.
+
+    An unfiltered queryset on PostgreSQL takes the planner's estimate; anything
+    else counts at most `cap` + 1 rows, so a count costs at most that many index entries.
+    """
+
+    cap = 10_000
+    count_is_exact = True
+
+    @cached_property
+    def count(self) -> int:
+        queryset: QuerySet = self.object_list
+        if not queryset.query.where:
+            estimate = table_row_estimate(queryset.model)
+            # Only trust an estimate beyond the cap: a stale low one must not turn off slicing.
+            if estimate is not None and estimate > self.cap:
+                self.count_is_exact = False
+                return estimate
+        counted = queryset.order_by().values("pk")[: self.cap + 1].count()
+        if counted > self.cap:
+            self.count_is_exact = False
+        return counted
+
+    @property
+    def count_display(self) -> str:
+        """The count as a person should read it: exact, or marked as approximate."""
+        count = self.count
+        if self.count_is_exact:
+            return f"{count:,}"
+        if count > self.cap and count != self.cap + 1:
+            return f"about {count:,}"
+        return f"more than {self.cap:,}"
+
+
+# Presenting stored events
+
+
+def exception_chain(exception) -> list[dict]:
+    """Return an event's exception chain, oldest cause first as stored, shaped for display."""
+    if isinstance(exception, dict):
+        exception = exception.get("values", [exception])
+    if not isinstance(exception, list):
+        return []
+    return [_exception_entry(entry) for entry in exception if isinstance(entry, dict)]
+
+
+def _exception_entry(entry: dict) -> dict:
+    stacktrace = entry.get("stacktrace") if isinstance(entry.get("stacktrace"), dict) else {}
+    frames = stacktrace.get("frames", entry.get("frames", []))
+    mechanism = entry.get("mechanism") if isinstance(entry.get("mechanism"), dict) else {}
+    return {
+        "type": str(entry.get("type") or ""),
+        "value": str(entry.get("value") or ""),
+        "module": str(entry.get("module") or ""),
+        "mechanism": mechanism.get("type", ""),
+        "handled": mechanism.get("handled"),
+        # Frames are stored as SDKs send them: outermost call first, innermost last.
+        "frames": [_frame(frame) for frame in frames if isinstance(frame, dict)] if isinstance(frames, list) else [],
+    }
+
+
+def _frame(frame: dict) -> dict:
+    lineno = frame.get("lineno") if isinstance(frame.get("lineno"), int) else None
+    pre = _lines(frame.get("pre_context"))
+    post = _lines(frame.get("post_context"))
+    context_line = frame.get("context_line")
+    lines = []
+    if context_line is not None:
+        first = lineno - len(pre) if lineno is not None else None
+        for offset, text in enumerate([*pre, str(context_line), *post]):
+            lines.append(
+                {
+                    "number": first + offset if first is not None else "",
+                    "text": text,
+                    "current": offset == len(pre),
+                }
+            )
+    variables = frame.get("vars")
+    return {
+        "filename": str(frame.get("filename") or frame.get("abs_path") or frame.get("module") or "?"),
+        "lineno": lineno,
+        "colno": frame.get("colno"),
+        "function": str(frame.get("function") or "?"),
+        "module": str(frame.get("module") or ""),
+        "in_app": frame.get("in_app") is True,
+        "context_line": str(context_line) if context_line is not None else "",
+        "lines": lines,
+        "vars": pretty_json(variables) if isinstance(variables, dict) and variables else "",
+    }
+
+
+def _lines(value) -> list[str]:
+    return [str(line) for line in value] if isinstance(value, list) else []
+
+
+def pairs(value) -> list[tuple[str, str]]:
+    """Return tags or headers, sent as a mapping or as a list of pairs, as sorted pairs of strings."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = [item for item in value if isinstance(item, list | tuple) and len(item) == 2]
+    else:
+        return []
+    return sorted((str(key), value if isinstance(value, str) else json.dumps(value)) for key, value in items)
+
+
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
