@@ -5,6 +5,7 @@ WAL mode, in-memory channel layer, django-q2 ORM broker). `DATABASE_URL` and
 `REDIS_URL` switch it to PostgreSQL and Redis.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -94,8 +95,9 @@ def _sqlite(path) -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        # A file, not memory, so that server and worker processes started by tests share it.
-        "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        # A file, not memory, so that server and worker processes started by tests share it;
+        # one per test run, so that two runs side by side do not trample each other.
+        "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
     }
 
 

@@ -55,9 +55,7 @@ def scrub_string(value: str) -> str:
         value = _BEARER.sub(rf"\1 {FILTERED}", value)
     if "://" in value and "@" in value:
         value = _URL_PASSWORD.sub(rf"\1:{FILTERED}@", value)
-    if sum(char.isdigit() for char in value) >= 13:
-        value = _CARD.sub(_filter_card, value)
-    return value
+    return _CARD.sub(_filter_card, value)  # the regex engine skips digit-free text quickly
 
 
 class _Scrubber:

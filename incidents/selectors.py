@@ -21,7 +21,9 @@ def incident_hour_series(incident_ids: list[int], *, hours: int = 24, now: datet
     start = end - timedelta(hours=hours - 1)
     series = HourSeries(start=start, hours=hours)
     if incident_ids:
-        rows = IncidentHour.objects.filter(incident_id__in=incident_ids, hour__gte=start, hour__lte=end)
+        # A half-open range: on SQLite, rollup rows written by raw SQL compare as text with a "+00:00" suffix.
+        window = {"hour__gte": start, "hour__lt": end + timedelta(hours=1)}
+        rows = IncidentHour.objects.filter(incident_id__in=incident_ids, **window)
         for incident_id, hour, count in rows.values_list("incident_id", "hour", "count"):
             series.add(incident_id, hour, count)
     return series

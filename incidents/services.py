@@ -13,9 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from incidents import storage
 from incidents.models import (
-    DigestRequest,
-    ErrorEvent,
     Incident,
     IncidentActivity,
     IngestKey,
@@ -78,29 +77,17 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
 
 
 def events_store(*, source: Source, events: Sequence[dict], received_at: datetime) -> list[UUID]:
-    """Store canonical events durably, once per event_id, and ask for them to be digested."""
-    rows = [ErrorEvent(source_id=source.pk, received_at=received_at, **event) for event in events]
-    with transaction.atomic():
-        # A repeated event_id is a client retry: keep the first copy, count it once.
-        ErrorEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        transaction.on_commit(digest_request)
+    """Store canonical events durably, once per event_id, and wake the digest if it is not pending."""
+    if storage.store_events(source_id=source.pk, events=events, received_at=received_at):
+        digest_enqueue()
     return [event["event_id"] for event in events]
 
 
-_digest_row_checked = False
-
-
-def digest_request() -> None:
-    """Flag that events await the digest and enqueue it, unless a digest is already pending."""
+def digest_enqueue() -> None:
+    """Enqueue the digest task; called by whoever raised the digest flag."""
     from django_q.tasks import async_task
 
-    global _digest_row_checked
-    if not _digest_row_checked:  # once per process, so the hot path stays one conditional UPDATE
-        DigestRequest.objects.get_or_create(pk=1)
-        _digest_row_checked = True
-    flagged = DigestRequest.objects.filter(pk=1, pending=False).update(pending=True, requested_at=timezone.now())
-    if flagged:
-        async_task("incidents.tasks.digest_events", task_name="digest events", group="digest")
+    async_task("incidents.tasks.digest_events", task_name="digest events", group="digest")
 
 
 # Incident lifecycle

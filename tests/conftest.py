@@ -36,3 +36,11 @@ def fresh_quotas(settings):
         for key in client.scan_iter("quota:*"):
             client.delete(key)
     quotas._counter = None
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_cache():
+    """Forget cached ingest keys: each test makes its own sources and keys."""
+    from incidents.api import ingest
+
+    ingest._key_cache.clear()

@@ -4,6 +4,7 @@ These are plain Django views rather than DRF ones: they are the hot path, and
 each does only authentication, limits, parsing and one durable INSERT.
 """
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -45,11 +46,29 @@ def _handles_ingest_errors(view: Callable) -> Callable:
     return csrf_exempt(require_POST(wrapper))
 
 
+# Keys are looked up at most once a second per process: revoking a key or editing a source
+# reaches every web process within a second, and the hot path saves a query per request.
+KEY_CACHE_SECONDS = 1.0
+_key_cache: dict[str, tuple[float, IngestKey | None]] = {}
+
+
+def _lookup_key(public_key: str) -> IngestKey | None:
+    now = time.monotonic()
+    cached = _key_cache.get(public_key)
+    if cached and cached[0] > now:
+        return cached[1]
+    key = IngestKey.objects.select_related("source").filter(public_key=public_key).first()
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()  # bounded: a flood of made-up keys must not grow memory
+    _key_cache[public_key] = (now + KEY_CACHE_SECONDS, key)
+    return key
+
+
 def _authenticate(public_key: str | None, source_id: int | None) -> Source:
     """Return the source the key may send to, or raise 401 for no or unknown keys and 403 for refused ones."""
     if not public_key:
         raise IngestError(401, "sentry_key", "an ingest key is required (X-Sentry-Auth, sentry_key or Bearer)")
-    key = IngestKey.objects.select_related("source").filter(public_key=public_key).first()
+    key = _lookup_key(public_key)
     if key is None:
         raise IngestError(401, "sentry_key", "unknown ingest key")
     if source_id is not None and key.source_id != source_id:
@@ -89,9 +108,8 @@ def _accept(source: Source, events: list[dict]) -> list:
             )
     retry_after = quota_consume(source_id=source.pk, limit_per_minute=source.effective_rate_limit, amount=len(events))
     if retry_after is not None:
-        error = IngestError(429, "source", f"rate limit of {source.effective_rate_limit} events per minute exceeded")
-        error.retry_after = retry_after
-        raise error
+        limit = source.effective_rate_limit
+        raise IngestError(429, "source", f"rate limit of {limit} events per minute exceeded", retry_after=retry_after)
     if events:
         services.events_store(source=source, events=events, received_at=timezone.now())
     return [event["event_id"] for event in events]
