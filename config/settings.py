@@ -142,7 +142,7 @@ Q_CLUSTER = {
     "max_attempts": 5,
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
+    "save_limit": -1,  # keep failed tasks only: successful digests would be thousands of rows an hour
     "poll": 0.1,
     "label": "Tasks",
 }
@@ -188,5 +188,7 @@ INGEST_MAX_COMPRESSED_BYTES = env_int("INGEST_MAX_COMPRESSED_BYTES", 1024 * 1024
 INGEST_MAX_DECOMPRESSED_BYTES = env_int("INGEST_MAX_DECOMPRESSED_BYTES", 20 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH_EVENTS = env_int("INGEST_MAX_BATCH_EVENTS", 500, minimum=1)
 INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
+# Enqueue the digest after storing events; tests that digest in-process turn it off.
+INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 # Extra key names whose values are scrubbed, on top of the built-in list.
 SCRUB_EXTRA_KEYS = env_list("SCRUB_EXTRA_KEYS", [])

@@ -4,12 +4,15 @@ Views, admin actions, tasks and commands call these functions and nothing else
 to change state; each incident change leaves a timeline entry naming its actor.
 """
 
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -77,17 +80,60 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
 
 
 def events_store(*, source: Source, events: Sequence[dict], received_at: datetime) -> list[UUID]:
-    """Store canonical events durably, once per event_id, and wake the digest if it is not pending."""
+    """Store canonical events durably, once per event_id, and wake the digest."""
     if storage.store_events(source_id=source.pk, events=events, received_at=received_at):
-        digest_enqueue()
+        digest_waker.wake()
     return [event["event_id"] for event in events]
 
 
 def digest_enqueue() -> None:
-    """Enqueue the digest task; called by whoever raised the digest flag."""
+    """Enqueue the digest task."""
     from django_q.tasks import async_task
 
     async_task("incidents.tasks.digest_events", task_name="digest events", group="digest")
+
+
+class DigestWaker:
+    """Enqueue the digest at most once per interval per process, and always once after the last event.
+
+    Waking happens after the events are committed. An event that finds a wake-up sent
+    less than an interval ago gets a timer that wakes the digest again at the end of
+    the interval, so the digest always scans after every stored event, while a burst
+    of thousands of events costs a handful of tasks.
+    """
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = -interval
+        self._timer: threading.Timer | None = None
+
+    def wake(self) -> None:
+        if not settings.INGEST_WAKE_DIGEST:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last >= self.interval:
+                self._last = now
+            else:
+                if self._timer is None:
+                    self._timer = threading.Timer(self._last + self.interval - now, self._fire)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        digest_enqueue()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        try:
+            digest_enqueue()
+        finally:
+            connection.close()  # the timer thread's own connection goes back
+
+
+digest_waker = DigestWaker()
 
 
 # Incident lifecycle

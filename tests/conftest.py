@@ -44,3 +44,9 @@ def fresh_key_cache():
     from incidents.api import ingest
 
     ingest._key_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def no_digest_wakeups(settings):
+    """In-process tests digest explicitly; live tests run a real worker in their own processes."""
+    settings.INGEST_WAKE_DIGEST = False

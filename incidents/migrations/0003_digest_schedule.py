@@ -1,6 +1,6 @@
-"""Create the digest request row and a once-a-minute digest as a safety net.
+"""Digest once a minute as a safety net.
 
-Ingest enqueues the digest as soon as events arrive; the schedule only catches
+Ingest wakes the digest as soon as events are stored; the schedule only catches
 events whose digest was lost, for instance when a worker was killed mid-task.
 """
 
@@ -10,9 +10,7 @@ SCHEDULE_NAME = "digest safety net"
 
 
 def create(apps, schema_editor):
-    apps.get_model("incidents", "DigestRequest").objects.get_or_create(pk=1)
-    Schedule = apps.get_model("django_q", "Schedule")
-    Schedule.objects.update_or_create(
+    apps.get_model("django_q", "Schedule").objects.update_or_create(
         name=SCHEDULE_NAME,
         defaults={"func": "incidents.tasks.digest_events", "schedule_type": "I", "minutes": 1, "repeats": -1},
     )
