@@ -8,7 +8,7 @@ number of indexed queries however large the tables grow.
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.contrib import admin, messages
@@ -19,7 +19,8 @@ from django.db import transaction
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from incidents import selectors, services
@@ -318,36 +319,22 @@ class EnvironmentFilter(admin.SimpleListFilter):
         return queryset
 
 
-def sparkline_svg(counts: list[int], start) -> str:
+def sparkline_svg(counts: list[int], start: datetime) -> str:
     """Draw per-hour counts as a row of bars in an inline SVG, oldest hour on the left."""
-    bar, gap, height = 3, 1, 16
+    bar, step, height = 3, 4, 16
     peak = max(counts) or 1
-    bars = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
-        (
-            (
-                i * (bar + gap),
-                height - scaled,
-                bar,
-                scaled,
-                f"{count} events, {(start + timedelta(hours=i)):%H}:00",
-            )
-            for i, count in enumerate(counts)
-            for scaled in [max(1, round(count / peak * height)) if count else 0]
-        ),
+    # Every value is an integer or a formatted date, so plain formatting is safe; it is drawn 50 times a page.
+    bars = "".join(
+        f'<rect x="{i * step}" y="{height - scaled}" width="{bar}" height="{scaled}">'
+        f"<title>{count} events, {start + timedelta(hours=i):%H}:00</title></rect>"
+        for i, count in enumerate(counts)
+        for scaled in [max(1, round(count / peak * height)) if count else 0]
     )
-    return format_html(
-        '<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="{}"'
-        ' data-start="{}" data-counts="{}">{}</svg>',
-        len(counts) * (bar + gap),
-        height,
-        len(counts) * (bar + gap),
-        height,
-        f"{sum(counts)} events in the last {len(counts)} hours",
-        start.isoformat(),
-        ",".join(map(str, counts)),
-        bars,
+    width = len(counts) * step
+    return mark_safe(
+        f'<svg class="sparkline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"'
+        f' aria-label="{sum(counts)} events in the last {len(counts)} hours"'
+        f' data-start="{start.isoformat()}" data-counts="{",".join(map(str, counts))}">{bars}</svg>'
     )
 
 

@@ -253,7 +253,9 @@ def _upsert_counts(model, key_columns: list[str], rows: list[tuple]) -> None:
     table = model._meta.db_table
     columns = [*key_columns, "count"]
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
-    params = [value for row in rows for value in row]
+    # Datetimes go through the backend's adapter so SQLite stores them as the ORM does.
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [adapt(value) if isinstance(value, datetime) else value for row in rows for value in row]
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} "
         f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET count = {table}.count + excluded.count"

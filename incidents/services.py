@@ -159,7 +159,7 @@ def _transition(
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if locked.status not in allowed_from:
-            raise IncidentTransitionError(f"cannot {kind.replace('_', ' ')} an incident that is {locked.status}")
+            raise IncidentTransitionError(f"cannot move an incident that is {locked.status} to {to} ({kind})")
         now = timezone.now()
         previous = locked.status
         locked.status = to

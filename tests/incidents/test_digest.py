@@ -163,3 +163,11 @@ def test_small_batches_still_digest_everything(source):
     store(source, *[failure_at("validate", f"x {i}") for i in range(7)])
     assert digest_pending(batch_size=3) == 7
     assert not ErrorEvent.objects.filter(incident__isnull=True).exists()
+
+
+def test_rollup_times_can_be_looked_up_exactly(source, digest):
+    moment = timezone.now().replace(second=30, microsecond=0)
+    store(source, failure_at("validate", "x", timestamp=moment.isoformat()))
+    digest()
+    assert IncidentMinute.objects.filter(minute=moment.replace(second=0)).exists()
+    assert IncidentHour.objects.filter(hour=moment.replace(minute=0, second=0)).exists()
