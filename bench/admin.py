@@ -62,12 +62,12 @@ JOIN (SELECT id, category, default_severity, row_number() OVER (ORDER BY id) - 1
 INSERT INTO incidents_errorevent (source_id, event_id, incident_id, timestamp, received_at, level, message, exception,
     http_status, logger, component, platform, server_name, release, environment, transaction, tags, "user", request,
     contexts, extra, sdk, fingerprint, error_type_id, severity)
-SELECT i.source_id, gen_random_uuid(), i.id, ts, ts, 'error', '', %(exception)s::jsonb, NULL, 'app.payments', '',
+SELECT i.source_id, gen_random_uuid(), i.id, ts, ts, 'error', '', $json$%(exception)s$json$::jsonb, NULL, 'app.payments', '',
     'python', 'web-' || (g % 4), 'shop@1.' || (g % 9), (ARRAY['production', 'staging'])[1 + g % 2], '',
     jsonb_build_object('region', 'eu-' || (g % 3)), jsonb_build_object('id', 'user-' || (g % 5000)), '{}', '{}', '{}',
     '{"name": "sentry.python", "version": "2.0"}', i.fingerprint, i.error_type_id, i.severity
-FROM (SELECT g, 1 + (g * 7919) %% %(incidents)s AS incident_id,
-             now() - (g %% 43200) * interval '1 minute' AS ts
+FROM (SELECT g, 1 + (g::bigint * 7919) % %(incidents)s AS incident_id,
+             now() - (g % 43200) * interval '1 minute' AS ts
       FROM generate_series(1, %(events)s) g) e
 JOIN incidents_incident i ON i.id = e.incident_id;
 
@@ -92,10 +92,8 @@ def load(events: int, incidents: int) -> None:
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         for statement in LOAD_SQL.split(";\n"):
             if statement.strip():
-                conn.execute(
-                    statement.replace("%(incidents)s", str(incidents)).replace("%(events)s", str(events)),
-                    {"exception": exception} if "%(exception)s" in statement else None,
-                )
+                sql = statement.replace("%(incidents)s", str(incidents)).replace("%(events)s", str(events))
+                conn.execute(sql.replace("%(exception)s", exception).encode())
         conn.execute("VACUUM ANALYZE")
     print(f"loaded {events} events and {incidents} incidents in {time.monotonic() - started:.0f} s")
 
@@ -111,7 +109,7 @@ def time_pages(requests: int) -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
     user.is_superuser = True
     user.save()
-    client = Client()
+    client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     busiest = Incident.objects.order_by("-event_count").first()
     event = ErrorEvent.objects.filter(incident=busiest).first()

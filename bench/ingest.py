@@ -130,13 +130,18 @@ async def client(port, path, auth, bodies, stop_at, results) -> None:
         started = time.perf_counter()
         writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status_line = await reader.readline()
-        length = 0
+        length, close = 0, False
         while (line := await reader.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
+            lowered = line.lower()
+            if lowered.startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
+            elif lowered.startswith(b"connection:") and b"close" in lowered:
+                close = True
         await reader.readexactly(length)
-        status = int(status_line.split()[1])
-        results.append((time.perf_counter() - started, status, event_id))
+        results.append((time.perf_counter() - started, int(status_line.split()[1]), event_id))
+        if close:  # sync workers answer one request per connection, as an SDK's pool would see
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.close()
 
 
@@ -171,8 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--web-workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=4, help="threads per web worker (gthread only)")
     args = parser.parse_args()
 
     recreate_database()
@@ -196,10 +202,10 @@ def main() -> None:
     port = listener.getsockname()[1]
     web_cmd = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"fd://{listener.fileno()}",
-        "--worker-class", "gthread", "--workers", str(args.web_workers), "--threads", str(args.threads),
+        "--worker-class", args.worker_class, "--workers", str(args.web_workers), "--threads", str(args.threads),
         "--keep-alive", "30", "--log-level", "warning",
     ]  # fmt: skip
-    pool = str(args.threads + 1)
+    pool = str(args.threads + 1 if args.worker_class == "gthread" else 2)
     web = subprocess.Popen(web_cmd, cwd=ROOT, env=bench_env(DATABASE_POOL_MAX=pool), pass_fds=[listener.fileno()])
     worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=bench_env(Q_WORKERS="1"))
     try:
