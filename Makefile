@@ -41,6 +41,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/admin.py
 
 clean:
 	rm -rf $(VENV) var
