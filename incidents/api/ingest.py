@@ -135,7 +135,8 @@ def sentry_envelope(request: HttpRequest, source_id: int) -> JsonResponse:
 def sentry_store(request: HttpRequest, source_id: int) -> JsonResponse:
     """Accept one event in the legacy store format."""
     source = _authenticate(_sentry_key(request), source_id)
-    event = normalize_sentry_event(parse_store(_read(request)), received_at=timezone.now())
+    raw = parse_store(_read(request), max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES)
+    event = normalize_sentry_event(raw, received_at=timezone.now())
     ids = _accept(source, [event])
     return JsonResponse({"id": _hex(ids[0])}, headers=_CORS)
 

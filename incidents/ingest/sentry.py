@@ -93,15 +93,23 @@ def _take_item(envelope: Envelope, item_type, payload: bytes, number: int, max_e
     envelope.events.append(event)
 
 
-def parse_store(body: bytes) -> dict:
+def parse_store(body: bytes, *, max_decompressed: int) -> dict:
     """Parse a store body: JSON, or the very old base64 of zlib-compressed JSON."""
     stripped = body.lstrip()
     if stripped and not stripped.startswith(b"{"):
-        try:
-            stripped = zlib.decompress(base64.b64decode(stripped, validate=False))
-        except (binascii.Error, zlib.error, ValueError) as error:
-            raise IngestError(400, "body", "store body is neither JSON nor base64 zlib") from error
+        stripped = _inflate_legacy(stripped, max_decompressed)
     event = decode_json(stripped, "body")
     if not isinstance(event, dict):
         raise IngestError(400, "body", "an event must be a JSON object")
     return event
+
+
+def _inflate_legacy(data: bytes, max_decompressed: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(base64.b64decode(data), max_decompressed + 1)
+    except (binascii.Error, zlib.error, ValueError) as error:
+        raise IngestError(400, "body", "store body is neither JSON nor base64 zlib") from error
+    if len(inflated) > max_decompressed or inflater.unconsumed_tail:
+        raise IngestError(413, "body", f"decompressed body is over the limit of {max_decompressed} bytes")
+    return inflated
