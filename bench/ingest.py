@@ -166,6 +166,43 @@ def process_tree(pid: int) -> list[int]:
     return [parent.pid] + [child.pid for child in parent.children(recursive=True)]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def postgres_pids() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
+def cpu_snapshot(web_pid: int, worker_pid: int) -> dict[str, float]:
+    return {
+        "web": cpu_seconds(process_tree(web_pid)),
+        "worker": cpu_seconds(process_tree(worker_pid)),
+        "postgres": cpu_seconds(postgres_pids()),
+        "load client": cpu_seconds([os.getpid()]),
+    }
+
+
+def stop_tree(process: subprocess.Popen) -> None:
+    """Stop a server and every process it started, killing what does not stop in time."""
+    import psutil
+
+    members = [psutil.Process(pid) for pid in process_tree(process.pid)]
+    process.terminate()
+    _, alive = psutil.wait_procs(members, timeout=20)
+    for member in alive:
+        member.kill()
+
+
 def report_rss(name: str, pid: int) -> None:
     for member in process_tree(pid):
         with contextlib.suppress(FileNotFoundError):  # a process that already exited
@@ -213,6 +250,7 @@ def main() -> None:
         path = f"/api/{source.pk}/envelope/"
         asyncio.run(drive(port, path, auth, bodies[:200], 3, 4))  # warm-up: imports, pools, first digest
         warm = ErrorEvent.objects.count()
+        cpu_before = cpu_snapshot(web.pid, worker.pid)
         started = time.monotonic()
         results = asyncio.run(drive(port, path, auth, bodies, args.duration, args.connections))
         load_seconds = time.monotonic() - started
@@ -220,6 +258,7 @@ def main() -> None:
         while ErrorEvent.objects.filter(incident__isnull=True).exists():
             time.sleep(0.05)
         drained_at = time.monotonic() - started
+        cpu_after = cpu_snapshot(web.pid, worker.pid)
         stored = set(ErrorEvent.objects.values_list("event_id", flat=True))
         lost = sum(1 for _, _, event_id in accepted if uuid.UUID(event_id) not in stored)
         counted = Incident.objects.aggregate(n=Sum("event_count"))["n"] - warm
@@ -233,13 +272,16 @@ def main() -> None:
         print(f"digest drained {max(0.0, drained_at - load_seconds):.2f} s after the load stopped")
         print(f"events lost: {lost}; counted in incidents: {counted} of {len(accepted)} accepted")
         print(f"incidents: {Incident.objects.count()}")
+        spent = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+        print("CPU ms per accepted event: " + ", ".join(
+            f"{name} {seconds * 1000 / max(1, len(accepted)):.2f}" for name, seconds in spent.items()
+        ))  # fmt: skip
         report_rss("web", web.pid)
         report_rss("worker", worker.pid)
         print(f"  peak RSS bench client pid {os.getpid()}: {peak_rss_mb(os.getpid()):.0f} MB")
     finally:
-        for process in (web, worker):
-            process.terminate()
-            process.wait(timeout=20)
+        stop_tree(web)
+        stop_tree(worker)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var")))
@@ -190,5 +190,8 @@ INGEST_MAX_BATCH_EVENTS = env_int("INGEST_MAX_BATCH_EVENTS", 500, minimum=1)
 INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
 # Enqueue the digest after storing events; tests that digest in-process turn it off.
 INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
+# Each web process wakes the digest at most this often (seconds), and once after its last event:
+# longer means bigger, cheaper batches; events still reach their incidents within about this long.
+DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)
 # Extra key names whose values are scrubbed, on top of the built-in list.
 SCRUB_EXTRA_KEYS = env_list("SCRUB_EXTRA_KEYS", [])

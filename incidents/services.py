@@ -102,10 +102,10 @@ class DigestWaker:
     of thousands of events costs a handful of tasks.
     """
 
-    def __init__(self, interval: float = 0.1):
-        self.interval = interval
+    def __init__(self, interval: float | None = None):
+        self.interval = settings.DIGEST_WAKE_INTERVAL if interval is None else interval
         self._lock = threading.Lock()
-        self._last = -interval
+        self._last = -self.interval
         self._timer: threading.Timer | None = None
 
     def wake(self) -> None:
