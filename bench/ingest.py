@@ -32,9 +32,10 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def recreate_database() -> None:
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+def recreate_database(url: str) -> None:
+    """Drop and create the database the URL names, through the server's `postgres` database."""
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -218,7 +219,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per web worker (gthread only)")
     args = parser.parse_args()
 
-    recreate_database()
+    recreate_database(DATABASE_URL)
     os.environ.update(bench_env())
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=bench_env(), check=True)
     import django
