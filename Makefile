@@ -42,6 +42,7 @@ format: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/admin.py
+	$(BIN)/python bench/regex.py
 
 clean:
 	rm -rf $(VENV) var

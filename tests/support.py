@@ -3,35 +3,63 @@
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import sentry_sdk
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
-from sentry_sdk.transport import Transport
+from sentry_sdk.transport import HttpTransport
 
 
-class CaptureTransport(Transport):
-    """A sentry-sdk transport that keeps envelopes instead of sending them."""
+@dataclass
+class Sent:
+    """What a sentry-sdk client would have put on the wire."""
 
-    def __init__(self, options=None):
+    envelope: Envelope
+    content_encoding: str | None
+    body: bytes
+
+    @property
+    def event(self) -> dict | None:
+        return self.envelope.get_event()
+
+
+class CapturingTransport(HttpTransport):
+    """The SDK's HTTP transport stopped at the wire: it keeps each body instead of sending it."""
+
+    def __init__(self, options):
         super().__init__(options)
-        self.envelopes: list[Envelope] = []
+        self.sent: list[Sent] = []
 
     def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
+        content_encoding, body = self._serialize_envelope(envelope)
+        self.sent.append(Sent(envelope, content_encoding, body.getvalue()))
 
 
-def sdk_envelopes(dsn: str, *actions: Callable[[], None], **options) -> list[Envelope]:
-    """Run each action under a real sentry-sdk client and return the envelopes it produced."""
-    client = sentry_sdk.Client(dsn=dsn, transport=CaptureTransport, default_integrations=False, **options)
+def capture(dsn: str, *actions: Callable[[], object], compression: str | None = None, **options) -> list[Sent]:
+    """Run each action under a real sentry-sdk client and return what it would have sent.
+
+    An action that raises is captured as an exception event, as an SDK integration would.
+    """
+    experiments = {"transport_compression_algo": compression} if compression else {"transport_compression_level": 0}
+    client = sentry_sdk.Client(
+        dsn=dsn, transport=CapturingTransport, default_integrations=False, _experiments=experiments, **options
+    )
     with sentry_sdk.isolation_scope() as scope:
         scope.set_client(client)
         for action in actions:
             try:
                 action()
             except Exception:
-                scope.capture_exception()
+                sentry_sdk.capture_exception()
     client.flush(timeout=2)
-    return [envelope for envelope in client.transport.envelopes if envelope.get_event()]
+    sent = client.transport.sent
+    client.close()
+    return sent
+
+
+def sdk_envelopes(dsn: str, *actions: Callable[[], object], **options) -> list[Envelope]:
+    """Run each action under a real sentry-sdk client and return the envelopes carrying an event."""
+    return [sent.envelope for sent in capture(dsn, *actions, **options) if sent.event is not None]
 
 
 def envelope_bytes(event: dict, *, dsn: str | None = None, extra_items: list[Item] = ()) -> bytes:
@@ -46,7 +74,7 @@ def envelope_bytes(event: dict, *, dsn: str | None = None, extra_items: list[Ite
     return envelope.serialize()
 
 
-def json_item(item_type: str, payload: dict) -> Item:
+def json_item(item_type: str, payload: object) -> Item:
     return Item(payload=PayloadRef(json=payload), type=item_type)
 
 

@@ -9,7 +9,12 @@ class IngestError(Exception):
         self.status = status
         self.field = field
         self.message = message
+        # Only rate limiting (429) sets it; the view turns it into Retry-After.
         self.retry_after = retry_after
 
+    def __repr__(self) -> str:
+        return f"IngestError({self.status}, {self.field!r}, {self.message!r})"
+
     def as_dict(self) -> dict:
+        """Return the JSON body of the error response."""
         return {"error": self.message, "field": self.field}

@@ -1,329 +1,415 @@
 """Turn a raw Sentry or native event into the canonical dict stored as an ErrorEvent.
 
-Every string is made storable (no NUL, no lone surrogate), long strings are cut with a
-visible marker, deep or wide structures are trimmed, and secrets are scrubbed, so what
-leaves this module can be stored as it is.
+The result has exactly the ErrorEvent field names as keys. Every string in it is
+storable (no NUL, no lone surrogate) and bounded (message and exception value 8192
+characters, other strings 2048, dict keys 128, short columns their own length), cut
+with a visible "…[truncated N chars]" marker. Free-form structures (tags, user, request,
+contexts, extra, mechanism, frame vars) keep 8 levels of nesting, counting the field's
+own object as level 1, and at most 200 keys or items per level; stack traces keep
+their first and last 50 frames. Secrets are scrubbed last, so nothing leaves this
+module unscrubbed.
 """
 
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-
 from incidents.ingest.errors import IngestError
+from incidents.ingest.native import canonical_level, parse_timestamp, validate_native_event
 from incidents.scrub import scrub_event
 
-LEVELS = ("fatal", "error", "warning", "info", "debug")
-_LEVEL_ALIASES = {"warn": "warning", "critical": "fatal", "err": "error", "log": "info"}
 MAX_MESSAGE = 8192
 MAX_STRING = 2048
 MAX_KEY = 128
 MAX_DEPTH = 8
 MAX_ITEMS = 200
 MAX_FRAMES = 100
-_FRAME_KEYS = (
-    "filename",
-    "abs_path",
-    "module",
-    "function",
-    "lineno",
-    "colno",
-    "in_app",
-    "context_line",
-    "pre_context",
-    "post_context",
-    "vars",
-)
-_STATUS_IN_TEXT = re.compile(r"\b([1-5]\d\d)\b")
+MAX_EXCEPTIONS = 20
+MAX_TAG_VALUE = 200  # Sentry's own limit for tag values
+MAX_NAME = 256  # exception types and modules
+DEPTH_LIMIT = "[depth limit]"
+TRIMMED_KEY = "[trimmed]"
+
+_INT64 = 2**63
 _PAST = timedelta(days=30)
 _FUTURE = timedelta(minutes=1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# An HTTP status in an exception's text: three digits standing alone, once URLs are taken out.
+_URL = re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*+://\S*+")  # starts only where a word begins: linear time
+_STATUS_IN_TEXT = re.compile(r"(?<![\w.])([1-5][0-9][0-9])(?![\w]|\.[0-9])")
+_HTTP_ERROR_NAMES = ("HTTP", "Status", "ClientResponseError")
+_FRAME_TEXT_KEYS = ("filename", "abs_path", "module", "function")
+_FRAME_CONTEXT_KEYS = ("pre_context", "post_context")
 
 
-# Making values storable
+def normalize_sentry_event(
+    raw: dict, *, received_at: datetime, field_prefix: str = "", scrub_extra_keys: Iterable[str] | None = None
+) -> dict:
+    """Return the canonical, scrubbed form of an event as a Sentry SDK sends it, coercing or dropping odd fields."""
+    if not isinstance(raw, dict):
+        raise IngestError(400, field_prefix.rstrip(".") or "event", "an event must be a JSON object")
+    event = _canonical(raw, received_at, user=raw.get("user"), extra=raw.get("extra"))
+    return scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys))
 
 
-def clean_string(value: str, limit: int = MAX_STRING) -> str:
-    """Remove what PostgreSQL cannot store and cut what is too long, saying so."""
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become "?"
-    if len(value) > limit:
-        value = f"{value[:limit]}…[truncated {len(value) - limit} chars]"
-    return value
+def normalize_native_event(
+    raw: dict, *, received_at: datetime, field_prefix: str = "", scrub_extra_keys: Iterable[str] | None = None
+) -> dict:
+    """Check a native event against its schema, then return its canonical, scrubbed form."""
+    validate_native_event(raw, field_prefix)
+    event = _canonical(raw, received_at, user=raw.get("user"), extra=raw.get("context"))
+    return scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys))
 
 
-def clean(value, depth: int = 0):
-    """Return a JSON-safe copy with bounded depth, width and string length."""
-    if isinstance(value, str):
-        return clean_string(value)
-    if isinstance(value, bool) or value is None or isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if depth >= MAX_DEPTH:
-        return "[depth limit]"
-    if isinstance(value, dict):
-        items = list(value.items())
-        cleaned = {clean_string(str(k), MAX_KEY): clean(v, depth + 1) for k, v in items[:MAX_ITEMS]}
-        if len(items) > MAX_ITEMS:
-            cleaned["…"] = f"[{len(items) - MAX_ITEMS} more keys trimmed]"
-        return cleaned
-    if isinstance(value, list | tuple):
-        cleaned = [clean(v, depth + 1) for v in value[:MAX_ITEMS]]
-        if len(value) > MAX_ITEMS:
-            cleaned.append(f"[{len(value) - MAX_ITEMS} more items trimmed]")
-        return cleaned
-    return clean_string(str(value))
+def _scrub_keys(given: Iterable[str] | None) -> Iterable[str]:
+    if given is not None:
+        return given
+    from django.conf import settings  # imported late: the parsers stay usable without configured Django
+
+    return getattr(settings, "SCRUB_EXTRA_KEYS", ())
 
 
-def _text(value, limit: int) -> str:
-    """Coerce a scalar to a short single-purpose string; anything else becomes empty."""
-    if value is None or isinstance(value, dict | list):
-        return ""
-    return clean_string(str(value), limit)[:limit]
-
-
-def _object(value) -> dict:
-    return clean(value) if isinstance(value, dict) else {}
-
-
-# Fields
-
-
-def _event_id(value, field: str) -> uuid.UUID:
-    if value in (None, ""):
-        return uuid.uuid4()
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as error:
-        raise IngestError(400, field, "must be 32 hex digits or a UUID") from error
-
-
-def _timestamp(value, received_at: datetime) -> datetime:
-    """Read epoch seconds or ISO 8601, keeping it within 30 days before and 1 minute after receipt."""
-    moment = None
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            moment = datetime.fromtimestamp(value, tz=UTC)
-        elif isinstance(value, str) and value:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
-        moment = None
-    if moment is None:
-        return received_at
-    return min(max(moment, received_at - _PAST), received_at + _FUTURE)
-
-
-def _level(value) -> str:
-    level = str(value or "error").lower()
-    level = _LEVEL_ALIASES.get(level, level)
-    return level if level in LEVELS else "error"
-
-
-def _message(raw: dict) -> str:
-    logentry = raw.get("logentry") or raw.get("sentry.interfaces.Message")
-    candidates = []
-    if isinstance(logentry, dict):
-        candidates += [logentry.get("formatted"), logentry.get("message")]
-    message = raw.get("message")
-    if isinstance(message, dict):
-        candidates += [message.get("formatted"), message.get("message")]
-    else:
-        candidates.append(message)
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate:
-            return clean_string(candidate, MAX_MESSAGE)
-    return ""
-
-
-def _frames(stacktrace) -> list[dict]:
-    frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
-    if not isinstance(frames, list):
-        return []
-    frames = [frame for frame in frames if isinstance(frame, dict)]
-    if len(frames) > MAX_FRAMES:
-        half = MAX_FRAMES // 2
-        omitted = {"function": f"[{len(frames) - MAX_FRAMES} frames omitted]", "in_app": False}
-        frames = [*frames[:half], omitted, *frames[-half:]]
-    return [{key: clean(frame[key], 1) for key in _FRAME_KEYS if key in frame} for frame in frames]
-
-
-def _exception(entry: dict) -> dict:
-    bases = entry.get("bases")
-    result = {
-        "type": _text(entry.get("type"), 200),
-        "value": clean_string(str(entry.get("value") or ""), MAX_MESSAGE),
-        "module": _text(entry.get("module"), 200),
-        "bases": [_text(base, 200) for base in bases[:20]] if isinstance(bases, list) else [],
-        "stacktrace": {"frames": _frames(entry.get("stacktrace"))},
-    }
-    if isinstance(entry.get("mechanism"), dict):
-        result["mechanism"] = clean(entry["mechanism"], 1)
-    return result
-
-
-def _exceptions(value) -> list[dict]:
-    if isinstance(value, dict):
-        value = value.get("values", [value] if "type" in value else [])
-    if not isinstance(value, list):
-        return []
-    return [_exception(entry) for entry in value[:20] if isinstance(entry, dict)]
-
-
-def _tags(value) -> dict[str, str]:
-    pairs = value.items() if isinstance(value, dict) else value if isinstance(value, list) else []
-    tags = {}
-    for pair in pairs:
-        if isinstance(value, list) and not (isinstance(pair, list | tuple) and len(pair) == 2):
-            continue
-        key, tag_value = pair
-        if tag_value is None or isinstance(tag_value, dict | list):
-            continue
-        tags[_text(key, MAX_KEY)] = _text(tag_value, 200)
-        if len(tags) >= MAX_ITEMS:
-            break
-    return tags
-
-
-def _http_status(event: dict, raw_status=None) -> int | None:
-    """Find the HTTP status: given, in the response context, in tags, or in an HTTP error's text."""
-    response = event["contexts"].get("response")
-    candidates = [
-        raw_status,
-        response.get("status_code") if isinstance(response, dict) else None,
-        event["tags"].get("http.status_code"),
-        event["tags"].get("status_code"),
-    ]
-    for candidate in candidates:
-        if isinstance(candidate, int | str) and str(candidate).isdigit() and 100 <= int(candidate) <= 599:
-            return int(candidate)
-    for exception in reversed(event["exception"]):
-        name = exception["type"]
-        if "HTTP" in name or "Status" in name or name == "ClientResponseError":
-            found = _STATUS_IN_TEXT.search(exception["value"])
-            if found:
-                return int(found.group(1))
-    return None
-
-
-def _component(event: dict, given=None) -> str:
-    for candidate in (given, event["tags"].get("component"), event["extra"].get("component")):
-        if isinstance(candidate, str) and candidate:
-            return candidate[:200]
-    component = event["contexts"].get("component")
-    return component[:200] if isinstance(component, str) else ""
-
-
-def _sdk(value) -> dict:
-    if not isinstance(value, dict):
-        return {}
-    return {key: _text(value.get(key), 100) for key in ("name", "version") if value.get(key)}
-
-
-def _fingerprint(value) -> list[str] | None:
-    if not isinstance(value, list) or not value:
-        return None
-    return [_text(part, 200) for part in value[:20] if isinstance(part, str | int | float)]
-
-
-def _common(raw: dict, received_at: datetime, prefix: str) -> dict:
+def _canonical(raw: dict, received_at: datetime, *, user, extra) -> dict:
     event = {
-        "event_id": _event_id(raw.get("event_id"), f"{prefix}event_id"),
+        "event_id": _event_id(raw.get("event_id")),
         "timestamp": _timestamp(raw.get("timestamp"), received_at),
-        "level": _level(raw.get("level")),
+        "level": canonical_level(raw.get("level")) or "error",
         "message": _message(raw),
         "exception": _exceptions(raw.get("exception")),
+        "http_status": None,
         "logger": _text(raw.get("logger"), 200),
+        "component": "",
         "platform": _text(raw.get("platform"), 32),
         "server_name": _text(raw.get("server_name"), 200),
         "release": _text(raw.get("release"), 200),
         "environment": _text(raw.get("environment"), 64),
         "transaction": _text(raw.get("transaction") or raw.get("culprit"), 200),
         "tags": _tags(raw.get("tags")),
-        "user": _object(raw.get("user")),
+        "user": _user(user),
         "request": _object(raw.get("request")),
         "contexts": _object(raw.get("contexts")),
-        "extra": _object(raw.get("extra")),
+        "extra": _object(extra),
         "sdk": _sdk(raw.get("sdk")),
         "client_fingerprint": _fingerprint(raw.get("fingerprint")),
     }
     event["http_status"] = _http_status(event, raw.get("http_status"))
     event["component"] = _component(event, raw.get("component"))
-    return scrub_event(event, extra_keys=settings.SCRUB_EXTRA_KEYS)
+    return event
 
 
-def normalize_sentry_event(raw: dict, *, received_at: datetime, field_prefix: str = "") -> dict:
-    """Normalise an event as a Sentry SDK sends it, leniently: odd optional fields are dropped."""
-    if not isinstance(raw, dict):
-        raise IngestError(400, field_prefix.rstrip(".") or "event", "an event must be a JSON object")
-    return _common(raw, received_at, field_prefix)
+# Making values storable
 
 
-# The native format is checked strictly: it is ours, so a wrong type is a client bug worth naming.
-_NATIVE_TYPES = {
-    "event_id": (str,),
-    "timestamp": (str, int, float),
-    "level": (str,),
-    "message": (str,),
-    "exception": (dict, list),
-    "http_status": (int,),
-    "logger": (str,),
-    "component": (str,),
-    "environment": (str,),
-    "release": (str,),
-    "server_name": (str,),
-    "transaction": (str,),
-    "platform": (str,),
-    "tags": (dict,),
-    "user": (str, dict),
-    "request": (dict,),
-    "context": (dict,),
-    "contexts": (dict,),
-    "fingerprint": (list,),
-    "sdk": (dict,),
-}
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list"}
+def clean_string(value: str, limit: int = MAX_STRING) -> str:
+    """Return the string without NULs or lone surrogates, cut to `limit` characters with a visible marker."""
+    if not value.isascii():
+        value = _storable(value)
+    elif "\x00" in value:
+        value = value.replace("\x00", "")
+    if len(value) > limit:
+        value = _truncate(value, limit)
+    return value
 
 
-def _check_native(raw: dict, prefix: str) -> None:
-    for name, types in _NATIVE_TYPES.items():
-        value = raw.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            expected = " or ".join(_TYPE_NAMES[t] for t in types)
-            raise IngestError(400, f"{prefix}{name}", f"must be {expected}")
-    if raw.get("level") is not None and _LEVEL_ALIASES.get(raw["level"], raw["level"]) not in LEVELS:
-        raise IngestError(400, f"{prefix}level", f"must be one of {', '.join(LEVELS)}")
-    if raw.get("http_status") is not None and not 100 <= raw["http_status"] <= 599:
-        raise IngestError(400, f"{prefix}http_status", "must be between 100 and 599")
-    if not raw.get("message") and not raw.get("exception"):
-        raise IngestError(400, f"{prefix}message", "an event needs a message or an exception")
-    for index, entry in enumerate(_exceptions_raw(raw.get("exception"))):
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or not entry["type"]:
-            raise IngestError(400, f"{prefix}exception[{index}].type", "must be a non-empty string")
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # only lone surrogates fail: UTF-8 and PostgreSQL cannot hold them
+        value = _SURROGATE.sub("\ufffd", value)
+    return value
 
 
-def _exceptions_raw(value) -> list:
+def _truncate(value: str, limit: int) -> str:
+    # Size the marker for the longest count it could show, so the result never exceeds the limit.
+    keep = max(limit - len(f"…[truncated {len(value)} chars]"), 0)
+    return f"{value[:keep]}…[truncated {len(value) - keep} chars]"
+
+
+def clean_value(value, depth: int = 1):
+    """Return a JSON-safe copy of a free-form value, bounded in depth, width and string length."""
+    kind = type(value)
+    if kind is str:
+        if len(value) <= MAX_STRING and value.isascii() and "\x00" not in value:
+            return value  # the common case, kept cheap: this runs for every string of every event
+        return clean_string(value)
+    if kind is dict:
+        return _clean_dict(value, depth) if depth <= MAX_DEPTH else DEPTH_LIMIT
+    if kind is list:
+        return _clean_list(value, depth) if depth <= MAX_DEPTH else DEPTH_LIMIT
+    if value is None or kind is bool:
+        return value
+    if kind is int:
+        return value if -_INT64 <= value < _INT64 else str(value)  # beyond int64 many JSON readers lose digits
+    if kind is float:
+        return value if math.isfinite(value) else str(value)  # NaN and Infinity are not JSON
+    return _clean_other(value, depth)
+
+
+def _clean_other(value, depth: int):
+    """Coerce what only Python callers pass (subclasses, tuples, sets, objects) to JSON types."""
+    if isinstance(value, str):
+        return clean_value(str(value), depth)
     if isinstance(value, dict):
-        return value.get("values", [value]) if "values" in value else [value]
-    return value or []
+        return clean_value(dict(value), depth)
+    if isinstance(value, list | tuple | set | frozenset):
+        return clean_value(list(value), depth)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int | float):
+        return clean_value(float(value) if isinstance(value, float) else int(value), depth)
+    return clean_string(_printable(value))
 
 
-def normalize_native_event(raw: dict, *, received_at: datetime, field_prefix: str = "") -> dict:
-    """Check a native event's fields strictly, then normalise it like a Sentry one."""
-    if not isinstance(raw, dict):
-        raise IngestError(400, field_prefix.rstrip(".") or "event", "an event must be a JSON object")
-    _check_native(raw, field_prefix)
-    raw = dict(raw)
-    if isinstance(raw.get("user"), str):
-        raw["user"] = {"id": raw["user"]}
-    raw["extra"] = raw.pop("context", None)
-    return _common(raw, received_at, field_prefix)
+def _printable(value) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not fail ingest
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _clean_key(key) -> str:
+    if type(key) is str and len(key) <= MAX_KEY and key.isascii() and "\x00" not in key:
+        return key
+    return clean_string(key if isinstance(key, str) else _printable(key), MAX_KEY)
+
+
+def _clean_dict(value: dict, depth: int) -> dict:
+    depth += 1
+    if len(value) <= MAX_ITEMS:
+        return {_clean_key(key): clean_value(item, depth) for key, item in value.items()}
+    cleaned = {}
+    for key, item in value.items():
+        if len(cleaned) == MAX_ITEMS - 1:
+            break
+        cleaned[_clean_key(key)] = clean_value(item, depth)
+    cleaned[TRIMMED_KEY] = f"{len(value) - len(cleaned)} more keys trimmed"
+    return cleaned
+
+
+def _clean_list(value: list, depth: int) -> list:
+    depth += 1
+    if len(value) <= MAX_ITEMS:
+        return [clean_value(item, depth) for item in value]
+    kept = MAX_ITEMS - 1
+    return [*(clean_value(item, depth) for item in value[:kept]), f"[{len(value) - kept} more items trimmed]"]
+
+
+def _text(value, limit: int) -> str:
+    """Coerce a scalar to a bounded string; structures become empty."""
+    if type(value) is str:
+        if len(value) <= limit and value.isascii() and "\x00" not in value:
+            return value  # the common case, kept to one call: this runs for every source line
+        return clean_string(value, limit)
+    if value is None or isinstance(value, dict | list):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return clean_string(str(value), limit)
+
+
+def _object(value) -> dict:
+    return clean_value(value) if isinstance(value, dict) else {}
+
+
+# Fields
+
+
+def _event_id(value) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass  # Sentry is lenient here: an unusable id is replaced rather than refused
+    return uuid.uuid4()
+
+
+def _timestamp(value, received_at: datetime) -> datetime:
+    """Read epoch seconds or ISO 8601, keeping it within 30 days before and 1 minute after receipt."""
+    received_at = received_at.replace(tzinfo=UTC) if received_at.tzinfo is None else received_at.astimezone(UTC)
+    moment = parse_timestamp(value)
+    if moment is None:
+        return received_at
+    return min(max(moment, received_at - _PAST), received_at + _FUTURE)
+
+
+def _message(raw: dict) -> str:
+    candidates = []
+    for container in (raw.get("logentry"), raw.get("sentry.interfaces.Message"), raw.get("message")):
+        if isinstance(container, dict):
+            candidates += [container.get("formatted"), container.get("message")]
+    message = raw.get("message")
+    if not isinstance(message, dict):
+        candidates.append(message)
+    for candidate in candidates:
+        if candidate is not None and not isinstance(candidate, dict | list) and candidate != "":
+            return _text(candidate, MAX_MESSAGE)
+    return ""
+
+
+def _exceptions(value) -> list[dict]:
+    if isinstance(value, dict):
+        value = value.get("values") if "values" in value else [value]
+    if not isinstance(value, list):
+        return []
+    # The last entry is the exception that surfaced: when a chain is cut, its oldest causes go.
+    entries = [entry for entry in value if isinstance(entry, dict)][-MAX_EXCEPTIONS:]
+    return [_exception(entry) for entry in entries]
+
+
+def _exception(entry: dict) -> dict:
+    result = {
+        "type": _text(entry.get("type"), MAX_NAME),
+        "value": _text(entry.get("value"), MAX_MESSAGE),
+        "module": _text(entry.get("module"), MAX_NAME),
+        "bases": _strings(entry.get("bases"), 50, MAX_NAME),
+    }
+    if isinstance(entry.get("mechanism"), dict):
+        result["mechanism"] = clean_value(entry["mechanism"])
+    result["stacktrace"] = {"frames": _frames(entry.get("stacktrace"))}
+    return result
+
+
+def _strings(value, max_items: int, limit: int) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [
+        item
+        if type(item) is str and len(item) <= limit and item.isascii() and "\x00" not in item
+        else _text(item, limit)
+        for item in value[:max_items]
+        if isinstance(item, str | int | float)
+    ]
+
+
+def _frames(stacktrace) -> list[dict]:
+    frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+    if not isinstance(frames, list):
+        return []
+    frames = [_frame(frame) for frame in _keep_ends(frames) if isinstance(frame, dict)]
+    if len(stacktrace["frames"]) > MAX_FRAMES:
+        half = MAX_FRAMES // 2
+        omitted = len(stacktrace["frames"]) - MAX_FRAMES
+        frames.insert(half, {"function": f"[{omitted} frames omitted]", "in_app": False})
+    return frames
+
+
+def _keep_ends(frames: list) -> list:
+    if len(frames) <= MAX_FRAMES:
+        return frames
+    half = MAX_FRAMES // 2
+    return frames[:half] + frames[-half:]  # the entry point and the crash site matter most
+
+
+def _frame(frame: dict) -> dict:
+    out = {}
+    for key in _FRAME_TEXT_KEYS:
+        value = frame.get(key)
+        if value is not None and type(value) is not dict and type(value) is not list:
+            out[key] = _text(value, MAX_STRING)
+    for key in ("lineno", "colno"):
+        number = _line_number(frame.get(key))
+        if number is not None:
+            out[key] = number
+    out["in_app"] = frame.get("in_app") is True
+    if isinstance(frame.get("context_line"), str):
+        out["context_line"] = clean_string(frame["context_line"])
+    for key in _FRAME_CONTEXT_KEYS:
+        if isinstance(frame.get(key), list):
+            out[key] = _strings(frame[key], MAX_ITEMS, MAX_STRING)
+    if isinstance(frame.get("vars"), dict):
+        out["vars"] = clean_value(frame["vars"])
+    return out
+
+
+def _line_number(value) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _INT64:
+        return value
+    if isinstance(value, str):
+        return _small_int(value, 9)
+    return None
+
+
+def _small_int(text: str, max_digits: int) -> int | None:
+    # isdigit() alone lets through "²", which int() refuses.
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None
+
+
+def _tags(value) -> dict[str, str]:
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, list):
+        pairs = (pair for pair in value if isinstance(pair, list | tuple) and len(pair) == 2)
+    else:
+        return {}
+    tags = {}
+    for key, tag_value in pairs:
+        if tag_value is None or isinstance(tag_value, dict | list) or isinstance(key, dict | list):
+            continue
+        name = _text(key, MAX_KEY)
+        if name:
+            tags[name] = _text(tag_value, MAX_TAG_VALUE)
+            if len(tags) >= MAX_ITEMS:
+                break
+    return tags
+
+
+def _user(value) -> dict:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return {"id": _text(value, MAX_STRING)}  # the native format allows a bare user id
+    return _object(value)
+
+
+def _sdk(value) -> dict:
+    if not isinstance(value, dict):
+        return {}
+    return {key: _text(value[key], 200) for key in ("name", "version") if isinstance(value.get(key), str)}
+
+
+def _fingerprint(value) -> list[str] | None:
+    parts = _strings(value, MAX_ITEMS, MAX_STRING)
+    return parts or None
+
+
+def _http_status(event: dict, given) -> int | None:
+    """Find the HTTP status: given, in the response context, in tags, or in an HTTP error's text."""
+    response = event["contexts"].get("response")
+    candidates = (
+        given,
+        response.get("status_code") if isinstance(response, dict) else None,
+        event["tags"].get("http.status_code"),
+        event["tags"].get("status_code"),
+    )
+    for candidate in candidates:
+        status = _status(candidate)
+        if status is not None:
+            return status
+    for exception in reversed(event["exception"]):
+        if any(name in exception["type"] for name in _HTTP_ERROR_NAMES):
+            found = _STATUS_IN_TEXT.search(_URL.sub(" ", exception["value"]))
+            if found:
+                return int(found.group(1))
+    return None
+
+
+def _status(value) -> int | None:
+    if isinstance(value, str):
+        value = _small_int(value.strip(), 3)
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    return None
+
+
+def _component(event: dict, given) -> str:
+    contexts_component = event["contexts"].get("component")
+    if isinstance(contexts_component, dict):
+        contexts_component = contexts_component.get("name")
+    for candidate in (given, event["tags"].get("component"), event["extra"].get("component"), contexts_component):
+        if isinstance(candidate, str) and candidate:
+            return clean_string(candidate, 200)
+    return ""
