@@ -1,9 +1,11 @@
 """Ingest benchmark: sentry-sdk envelopes against the envelope endpoint on PostgreSQL.
 
-    .venv/bin/python bench/ingest.py [--duration 30] [--connections 16] [--web-workers 3]
+    .venv/bin/python bench/ingest.py [--duration 30] [--connections 16] [--server granian|gunicorn]
+                                     [--web-workers 2] [--threads 4] [--worker-class sync|gthread]
 
-Recreates the database `console_bench` (BENCH_DATABASE_URL), starts gunicorn (WSGI,
-gthread) and one django-q2 cluster on the Redis broker, drives the envelope endpoint
+Recreates the database `console_bench` (BENCH_DATABASE_URL), starts the WSGI server
+(granian by default, as the README advises for production; gunicorn to compare) on
+config.wsgi and one django-q2 cluster on the Redis broker, drives the envelope endpoint
 with events the real sentry-sdk produced (distinct exception types and call sites,
 brotli-compressed as the SDK sends them) over N keep-alive connections, then waits
 until every accepted event is grouped and counted. Prints accepted events/s, latency
@@ -210,13 +212,52 @@ def report_rss(name: str, pid: int) -> None:
             print(f"  peak RSS {name} pid {member}: {peak_rss_mb(member):.0f} MB")
 
 
+def start_web(args) -> tuple[subprocess.Popen, int]:
+    """Start the web server the arguments name; return it and its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if args.server == "granian":
+        listener.close()  # granian binds the port itself
+        web_cmd = [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(args.web_workers), "--blocking-threads", str(args.threads), "--log-level", "warning",
+            "config.wsgi:application",
+        ]  # fmt: skip
+        pool, fds = str(args.threads + 1), []
+    else:
+        listener.listen(1024)
+        web_cmd = [
+            sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"fd://{listener.fileno()}",
+            "--worker-class", args.worker_class, "--workers", str(args.web_workers), "--threads", str(args.threads),
+            "--keep-alive", "30", "--log-level", "warning",
+        ]  # fmt: skip
+        pool, fds = str(args.threads + 1 if args.worker_class == "gthread" else 2), [listener.fileno()]
+    web = subprocess.Popen(web_cmd, cwd=ROOT, env=bench_env(DATABASE_POOL_MAX=pool), pass_fds=fds)
+    wait_for_port(port)
+    return web, port
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # the server is still starting; there is no event to wait on
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--web-workers", type=int, default=4)
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=4, help="threads per web worker (gthread only)")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--server", default="granian", choices=["granian", "gunicorn"])
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn only")
+    parser.add_argument("--threads", type=int, default=4, help="threads per web worker (gthread, granian)")
     args = parser.parse_args()
 
     recreate_database(DATABASE_URL)
@@ -234,17 +275,7 @@ def main() -> None:
     print(f"generating envelopes with sentry-sdk {__import__('sentry_sdk').VERSION} ...")
     bodies = make_bodies(key.dsn, int(args.duration * 3000))
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    port = listener.getsockname()[1]
-    web_cmd = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"fd://{listener.fileno()}",
-        "--worker-class", args.worker_class, "--workers", str(args.web_workers), "--threads", str(args.threads),
-        "--keep-alive", "30", "--log-level", "warning",
-    ]  # fmt: skip
-    pool = str(args.threads + 1 if args.worker_class == "gthread" else 2)
-    web = subprocess.Popen(web_cmd, cwd=ROOT, env=bench_env(DATABASE_POOL_MAX=pool), pass_fds=[listener.fileno()])
+    web, port = start_web(args)
     worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=bench_env(Q_WORKERS="1"))
     try:
         auth = f"Sentry sentry_key={key.public_key}, sentry_version=7, sentry_client=sentry.python/bench"

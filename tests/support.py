@@ -1,11 +1,16 @@
 """Builders for what real clients send: sentry-sdk envelopes and native events."""
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sentry_sdk
+from django.core import signals
+from django.db import close_old_connections
+from django.http import HttpResponse
+from django.test import RequestFactory
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.transport import HttpTransport
 
@@ -120,3 +125,32 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, interv
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)  # polling a condition with a deadline, not a fixed wait
+
+
+class FastPathClient:
+    """Posts through config.wsgi's application, ingest fast path included, as a WSGI server would.
+
+    Like Django's test client, it keeps the test's database connection open across requests.
+    """
+
+    def __init__(self):
+        from config.wsgi import application
+
+        self.application = application
+        self.factory = RequestFactory()
+
+    def post(self, path: str, data=b"", content_type: str = "application/octet-stream", **extra) -> HttpResponse:
+        environ = self.factory.post(path, data=data, content_type=content_type, **extra).environ
+        started = []
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
+        try:
+            chunks = self.application(environ, lambda status, headers: started.append((status, headers)))
+            content = b"".join(chunks)
+        finally:
+            signals.request_started.connect(close_old_connections)
+            signals.request_finished.connect(close_old_connections)
+        [(status, headers)] = started
+        response = HttpResponse(content, status=int(status.split()[0]), headers=dict(headers))
+        response.json = lambda: json.loads(content)
+        return response

@@ -1,11 +1,15 @@
 """Ingest endpoints: the native JSON API and the Sentry-compatible store and envelope.
 
-These are plain Django views rather than DRF ones: they are the hot path, and
-each does only authentication, limits, parsing and one durable INSERT.
+The hot path. Each endpoint does only authentication, limits, parsing and one durable
+INSERT, and is written against `IngestRequest` rather than Django's HttpRequest, so
+that it runs both as a Django view (the URLconf, ASGI, tests) and behind the WSGI fast
+path in `incidents.api.fastpath`, which skips Django's middleware and URL resolving.
 """
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -22,28 +26,33 @@ from incidents.ingest.sentry import key_from_dsn, parse_auth_header, parse_envel
 from incidents.models import IngestKey, Source
 from incidents.quotas import quota_consume
 
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What an ingest endpoint reads of a request, whichever server delivered it."""
+
+    header: Callable[[str], str | None]  # by HTTP name, e.g. "X-Sentry-Auth"
+    query: Callable[[str], str | None]
+    stream: BinaryIO
+    content_length: int | None
+
+
+@dataclass(frozen=True)
+class IngestResponse:
+    status: int
+    body: dict
+    headers: dict[str, str]
+
+
 _CORS = {"Access-Control-Allow-Origin": "*"}  # browser SDKs post cross-origin with the key in the URL
 
 
-def _error_response(error: IngestError) -> JsonResponse:
-    response = JsonResponse(error.as_dict(), status=error.status, headers=_CORS)
+def _error_response(error: IngestError, cors: bool) -> IngestResponse:
+    headers = dict(_CORS) if cors else {}
     if error.status == 429:
-        retry_after = str(error.retry_after)
-        response["Retry-After"] = retry_after
-        response["X-Sentry-Rate-Limits"] = f"{retry_after}::key"
-    return response
-
-
-def _handles_ingest_errors(view: Callable) -> Callable:
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except IngestError as error:
-            return _error_response(error)
-
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
-    return csrf_exempt(require_POST(wrapper))
+        headers["Retry-After"] = str(error.retry_after)
+        headers["X-Sentry-Rate-Limits"] = f"{error.retry_after}::key"
+    return IngestResponse(error.status, error.as_dict(), headers)
 
 
 # Keys are looked up at most once a second per process: revoking a key or editing a source
@@ -80,19 +89,18 @@ def _authenticate(public_key: str | None, source_id: int | None) -> Source:
     return key.source
 
 
-def _sentry_key(request: HttpRequest) -> str | None:
-    header = request.headers.get("X-Sentry-Auth") or request.headers.get("Authorization", "")
+def _sentry_key(request: IngestRequest) -> str | None:
+    header = request.header("X-Sentry-Auth") or request.header("Authorization") or ""
     if header.lower().startswith("sentry "):
         return parse_auth_header(header).get("sentry_key")
-    return request.GET.get("sentry_key")
+    return request.query("sentry_key")
 
 
-def _read(request: HttpRequest) -> bytes:
-    length = request.headers.get("Content-Length")
+def _read(request: IngestRequest) -> bytes:
     return read_body(
-        request,
-        content_length=int(length) if length and length.isdigit() else None,
-        content_encoding=request.headers.get("Content-Encoding"),
+        request.stream,
+        content_length=request.content_length,
+        content_encoding=request.header("Content-Encoding"),
         max_compressed=settings.INGEST_MAX_COMPRESSED_BYTES,
         max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES,
     )
@@ -115,8 +123,7 @@ def _accept(source: Source, events: list[dict]) -> list:
     return [event["event_id"] for event in events]
 
 
-@_handles_ingest_errors
-def sentry_envelope(request: HttpRequest, source_id: int) -> JsonResponse:
+def _sentry_envelope(request: IngestRequest, source_id: int) -> dict:
     """Accept a Sentry envelope; items other than events are skipped."""
     public_key = _sentry_key(request)
     source = _authenticate(public_key, source_id) if public_key else None
@@ -127,24 +134,21 @@ def sentry_envelope(request: HttpRequest, source_id: int) -> JsonResponse:
     received_at = timezone.now()
     events = [normalize_sentry_event(raw, received_at=received_at) for raw in envelope.events]
     ids = _accept(source, events)
-    event_id = ids[0] if ids else envelope.headers.get("event_id")
-    return JsonResponse({"id": _hex(event_id)}, headers=_CORS)
+    return {"id": _hex(ids[0] if ids else envelope.headers.get("event_id"))}
 
 
-@_handles_ingest_errors
-def sentry_store(request: HttpRequest, source_id: int) -> JsonResponse:
+def _sentry_store(request: IngestRequest, source_id: int) -> dict:
     """Accept one event in the legacy store format."""
     source = _authenticate(_sentry_key(request), source_id)
     raw = parse_store(_read(request), max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES)
     event = normalize_sentry_event(raw, received_at=timezone.now())
     ids = _accept(source, [event])
-    return JsonResponse({"id": _hex(ids[0])}, headers=_CORS)
+    return {"id": _hex(ids[0])}
 
 
-@_handles_ingest_errors
-def native_events(request: HttpRequest) -> JsonResponse:
+def _native_events(request: IngestRequest, source_id: None = None) -> dict:
     """Accept one event or a batch in the console's own JSON format."""
-    authorization = request.headers.get("Authorization", "")
+    authorization = request.header("Authorization") or ""
     public_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
     source = _authenticate(public_key, None)
     raw_events = parse_native(_read(request), max_events=settings.INGEST_MAX_BATCH_EVENTS)
@@ -156,11 +160,51 @@ def native_events(request: HttpRequest) -> JsonResponse:
     ]
     ids = _accept(source, events)
     if len(ids) == 1:
-        return JsonResponse({"id": _hex(ids[0])})
-    return JsonResponse({"ids": [_hex(event_id) for event_id in ids]})
+        return {"id": _hex(ids[0])}
+    return {"ids": [_hex(event_id) for event_id in ids]}
 
 
 def _hex(event_id) -> str | None:
     if event_id is None:
         return None
     return getattr(event_id, "hex", str(event_id).replace("-", ""))
+
+
+# endpoint name -> (handler, whether browsers may call it cross-origin)
+ENDPOINTS: dict[str, tuple[Callable[..., dict], bool]] = {
+    "envelope": (_sentry_envelope, True),
+    "store": (_sentry_store, True),
+    "native": (_native_events, False),
+}
+
+
+def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) -> IngestResponse:
+    """Run an ingest endpoint; bad input becomes its 4xx answer, anything else propagates."""
+    handler, cors = ENDPOINTS[endpoint]
+    try:
+        body = handler(request, source_id)
+    except IngestError as error:
+        return _error_response(error, cors)
+    return IngestResponse(200, body, dict(_CORS) if cors else {})
+
+
+def _django_view(endpoint: str) -> Callable:
+    def view(request: HttpRequest, source_id: int | None = None) -> JsonResponse:
+        length = request.headers.get("Content-Length")
+        ingest_request = IngestRequest(
+            header=request.headers.get,
+            query=request.GET.get,
+            stream=request,
+            content_length=int(length) if length and length.isdigit() else None,
+        )
+        response = ingest(endpoint, ingest_request, source_id)
+        return JsonResponse(response.body, status=response.status, headers=response.headers)
+
+    view.__name__ = f"ingest_{endpoint}"
+    view.__doc__ = ENDPOINTS[endpoint][0].__doc__
+    return csrf_exempt(require_POST(view))
+
+
+sentry_envelope = _django_view("envelope")
+sentry_store = _django_view("store")
+native_events = _django_view("native")

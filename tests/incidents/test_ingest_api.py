@@ -1,4 +1,8 @@
-"""The ingest endpoints, driven through Django's test client with real client payloads."""
+"""The ingest endpoints with real client payloads, each case through both ways in.
+
+Every test runs twice: through Django's test client (the URLconf, as under ASGI) and
+through the WSGI fast path that config.wsgi serves.
+"""
 
 import gzip
 import json
@@ -11,9 +15,22 @@ from django.test import override_settings
 
 from incidents import services
 from incidents.models import ErrorEvent, Incident
-from tests.support import auth_header, envelope_bytes, json_item, native_event, sdk_envelopes, sentry_event
+from tests.support import (
+    FastPathClient,
+    auth_header,
+    envelope_bytes,
+    json_item,
+    native_event,
+    sdk_envelopes,
+    sentry_event,
+)
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["django", "fastpath"])
+def client(request, client):
+    return client if request.param == "django" else FastPathClient()
 
 
 def envelope_url(source) -> str:
@@ -248,3 +265,9 @@ class TestNativeApi:
         response = post_native(client, ingest_key.public_key, b'{"message": ')
         assert response.status_code == 400
         assert "JSON" in response.json()["error"]
+
+
+def test_the_fast_path_hands_every_other_request_to_django(source, ingest_key):
+    response = FastPathClient().post("/api/v1/events/unknown/", data="{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
