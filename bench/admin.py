@@ -56,12 +56,12 @@ JOIN (SELECT id, category, default_severity, row_number() OVER (ORDER BY id) - 1
 
 INSERT INTO incidents_errorevent (source_id, event_id, incident_id, timestamp, received_at, level, message, exception,
     http_status, logger, component, platform, server_name, release, environment, transaction, tags, "user", request,
-    contexts, extra, sdk, fingerprint, error_type_id, severity)
+    contexts, extra, sdk, fingerprint, title, culprit, error_type_id, severity)
 SELECT i.source_id, gen_random_uuid(), i.id, ts, ts, 'error', '', $json$%(exception)s$json$::jsonb, NULL,
     'app.payments', '', 'python', 'web-' || (g % 4), 'shop@1.' || (g % 9),
     (ARRAY['production', 'staging'])[1 + g % 2], '',
     jsonb_build_object('region', 'eu-' || (g % 3)), jsonb_build_object('id', 'user-' || (g % 5000)), '{}', '{}', '{}',
-    '{"name": "sentry.python", "version": "2.0"}', i.fingerprint, i.error_type_id, i.severity
+    '{"name": "sentry.python", "version": "2.0"}', i.fingerprint, i.title, i.culprit, i.error_type_id, i.severity
 FROM (SELECT g, 1 + (g::bigint * 7919) % %(incidents)s AS incident_id,
              now() - (g % 43200) * interval '1 minute' AS ts
       FROM generate_series(1, %(events)s) g) e

@@ -1,9 +1,9 @@
-"""The digest: classify, group and count stored events in batches.
+"""The digest: group and count stored events in batches.
 
-Ingest only makes an event durable; the digest turns pending events (those with
-no incident yet) into incidents, counters and per-minute rollups. Batching keeps
-the per-event cost to a few microseconds of SQL, and the rules and catalog are
-read afresh at every run, so an edit in admin applies to the next batch.
+Ingest classifies, fingerprints and stores an event; the digest turns pending events
+(those with no incident yet) into incidents, counters and per-minute rollups. It reads
+only the narrow columns it needs, never the stored exception or contexts, and batching
+keeps the per-event cost to a few microseconds of SQL.
 """
 
 import hashlib
@@ -16,8 +16,6 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from incidents import services
-from incidents.classify import classify, load_ruleset_and_catalog
-from incidents.grouping import group
 from incidents.models import (
     ErrorEvent,
     ErrorType,
@@ -35,19 +33,13 @@ _EVENT_FIELDS = [
     "id",
     "source_id",
     "timestamp",
-    "level",
-    "message",
-    "exception",
-    "http_status",
-    "logger",
-    "component",
     "environment",
-    "transaction",
-    "tags",
     "user",
-    "contexts",
-    "extra",
-    "client_fingerprint",
+    "fingerprint",
+    "title",
+    "culprit",
+    "error_type_id",
+    "severity",
 ]
 
 
@@ -64,13 +56,13 @@ class _Group:
     severity: int
     first_seen: datetime
     last_seen: datetime
-    event_ids_by_severity: dict[int, list[int]] = field(default_factory=dict)
+    event_ids: list[int] = field(default_factory=list)
     user_hashes: set[str] = field(default_factory=set)
     # (environment, severity, minute) -> events
     counts: dict[tuple[str, int, datetime], int] = field(default_factory=dict)
 
     def add(self, event: ErrorEvent, severity: int) -> None:
-        self.event_ids_by_severity.setdefault(severity, []).append(event.pk)
+        self.event_ids.append(event.pk)
         self.severity = max(self.severity, severity)
         self.first_seen = min(self.first_seen, event.timestamp)
         self.last_seen = max(self.last_seen, event.timestamp)
@@ -108,28 +100,22 @@ def _user_hash(user: dict) -> str:
 
 def digest_pending(*, batch_size: int = 1000) -> int:
     """Digest every pending event, batch by batch; return how many were digested."""
-    rules, catalog = load_ruleset_and_catalog()
-    type_ids = dict(ErrorType.objects.values_list("code", "id"))
+    categories = dict(ErrorType.objects.values_list("id", "category"))
     total = 0
     while True:
-        done = _digest_batch(rules, catalog, type_ids, batch_size)
+        done = _digest_batch(categories, batch_size)
         total += done
         if done < batch_size:
             return total
 
 
-def _digest_batch(rules, catalog, type_ids: dict[str, int], batch_size: int) -> int:
+def _digest_batch(categories: dict[int, str], batch_size: int) -> int:
     with transaction.atomic():
-        # SKIP LOCKED lets several digests run at once on PostgreSQL without sharing events.
-        events = list(
-            ErrorEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(incident__isnull=True)
-            .order_by("id")
-            .only(*_EVENT_FIELDS)[:batch_size]
-        )
+        _take_digest_lock()
+        events = list(ErrorEvent.objects.filter(incident__isnull=True).order_by("id").only(*_EVENT_FIELDS)[:batch_size])
         if not events:
             return 0
-        groups = _group_events(events, rules, catalog, type_ids)
+        groups = _group_events(events, categories)
         incidents = _upsert_incidents(groups)
         new_users = _record_users(groups, incidents)
         _record_environments(groups, incidents)
@@ -140,31 +126,38 @@ def _digest_batch(rules, catalog, type_ids: dict[str, int], batch_size: int) -> 
     return len(events)
 
 
-def _event_as_dict(event: ErrorEvent) -> dict:
-    return {name: getattr(event, name) for name in _EVENT_FIELDS}
+# Digests take turns: a second one waits for the first to commit, then sees what is left.
+# A transaction-scoped advisory lock costs one call, where locking each event row would
+# write every row a second time; SQLite serialises writing transactions by itself.
+_DIGEST_LOCK_KEY = 0x6469676573  # "diges"
 
 
-def _group_events(events, rules, catalog, type_ids) -> dict[tuple[int, str], _Group]:
+def _take_digest_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_DIGEST_LOCK_KEY])
+
+
+def _group_events(events, categories: dict[int, str]) -> dict[tuple[int, str], _Group]:
     groups: dict[tuple[int, str], _Group] = {}
     for event in events:
-        as_dict = _event_as_dict(event)
-        classification = classify(as_dict, rules, catalog)
-        grouping = group(as_dict)
-        key = (event.source_id, grouping.fingerprint)
+        key = (event.source_id, event.fingerprint)
         entry = groups.get(key)
         if entry is None:
             entry = groups[key] = _Group(
                 source_id=event.source_id,
-                fingerprint=grouping.fingerprint,
-                title=grouping.title,
-                culprit=grouping.culprit,
-                error_type_id=type_ids[classification.error_type],
-                category=classification.category,
-                severity=classification.severity,
+                fingerprint=event.fingerprint,
+                title=event.title,
+                culprit=event.culprit,
+                error_type_id=event.error_type_id,
+                category=categories[event.error_type_id],
+                severity=event.severity,
                 first_seen=event.timestamp,
                 last_seen=event.timestamp,
             )
-        entry.add(event, classification.severity)
+        else:
+            entry.title, entry.culprit = event.title, event.culprit  # the latest event names the incident
+        entry.add(event, event.severity)
     return groups
 
 
@@ -307,13 +300,7 @@ def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
 
 def _attach_events(groups, incidents) -> None:
     for key, g in groups.items():
-        for severity, event_ids in g.event_ids_by_severity.items():
-            ErrorEvent.objects.filter(pk__in=event_ids).update(
-                incident_id=incidents[key].pk,
-                fingerprint=g.fingerprint,
-                error_type_id=g.error_type_id,
-                severity=severity,
-            )
+        ErrorEvent.objects.filter(pk__in=g.event_ids).update(incident_id=incidents[key].pk)
 
 
 def _apply_lifecycle(groups, incidents) -> None:

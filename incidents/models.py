@@ -310,7 +310,8 @@ class IncidentActivity(models.Model):
 class ErrorEvent(models.Model):
     """One event as a client reported it, scrubbed, with what the console made of it.
 
-    `incident` stays empty until the digest has classified and grouped the event.
+    Ingest classifies and fingerprints the event before storing it; `incident` stays empty
+    until the digest has grouped it into one.
     """
 
     # No single-column indexes on the foreign keys: the composite indexes below lead with
@@ -344,8 +345,10 @@ class ErrorEvent(models.Model):
     extra = models.JSONField(default=dict, blank=True)
     sdk = models.JSONField(default=dict, blank=True)
     client_fingerprint = models.JSONField(null=True, blank=True, help_text="Fingerprint sent by the SDK.")
-    # Filled in by the digest.
+    # Classified and grouped at ingest; the digest fills in the incident.
     fingerprint = models.CharField(max_length=64, blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    culprit = models.CharField(max_length=255, blank=True)
     error_type = models.ForeignKey(
         ErrorType, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from incidents import storage
+from incidents.ingest.classification import classify_and_group
 from incidents.models import (
     Incident,
     IncidentActivity,
@@ -80,8 +81,9 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
 
 
 def events_store(*, source: Source, events: Sequence[dict], received_at: datetime) -> list[UUID]:
-    """Store canonical events durably, once per event_id, and wake the digest."""
-    if storage.store_events(source_id=source.pk, events=events, received_at=received_at):
+    """Classify and fingerprint canonical events, store them durably once per event_id, and wake the digest."""
+    classified = [classify_and_group(event) for event in events]
+    if storage.store_events(source_id=source.pk, events=classified, received_at=received_at):
         digest_waker.wake()
     return [event["event_id"] for event in events]
 

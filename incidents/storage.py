@@ -13,12 +13,8 @@ from django.db import connection, models
 
 from incidents.models import ErrorEvent
 
-# The digest fills in incident, error type and severity (nullable until then) and the fingerprint.
-_COLUMNS = [
-    field
-    for field in ErrorEvent._meta.concrete_fields
-    if not field.primary_key and field.name not in ("incident", "error_type", "severity")
-]
+# The digest fills in the incident (empty until then).
+_COLUMNS = [field for field in ErrorEvent._meta.concrete_fields if not field.primary_key and field.name != "incident"]
 
 
 @functools.cache
@@ -62,7 +58,7 @@ def _params(source_id: int, events: Sequence[dict], received_at: datetime) -> li
     adapters = _adapters(connection.vendor)
     params = []
     for event in events:
-        values = {**event, "source": source_id, "received_at": received_at, "fingerprint": ""}
+        values = {**event, "source": source_id, "received_at": received_at}
         params.extend(adapt(values[field.name]) for adapt, field in zip(adapters, _COLUMNS, strict=True))
     return params
 

@@ -50,3 +50,11 @@ def fresh_key_cache():
 def no_digest_wakeups(settings):
     """In-process tests digest explicitly; live tests run a real worker in their own processes."""
     settings.INGEST_WAKE_DIGEST = False
+
+
+@pytest.fixture(autouse=True)
+def fresh_rules():
+    """Forget cached classification rules: each test's database starts from the seeded ones."""
+    from incidents.ingest.classification import forget_rules
+
+    forget_rules()

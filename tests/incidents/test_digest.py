@@ -13,6 +13,7 @@ from incidents.models import (
     ErrorEvent,
     ErrorType,
     Incident,
+    IncidentActivity,
     IncidentEnvironment,
     IncidentHour,
     IncidentMinute,
@@ -142,7 +143,7 @@ def test_creation_is_on_the_timeline(source, digest):
     assert list(Incident.objects.get().activities.values_list("kind", "actor")) == [("created", "system:digest")]
 
 
-def test_a_rule_edited_in_the_database_applies_to_the_next_digest(source, digest):
+def test_a_rule_saved_in_this_process_applies_to_the_next_event(source, digest):
     store(source, failure_at("validate", "order 1"))
     digest()
     assert Incident.objects.get().error_type.code == "UNEXPECTED"
@@ -155,6 +156,23 @@ def test_a_rule_edited_in_the_database_applies_to_the_next_digest(source, digest
     store(source, failure_at("charge", "order 2", component="billing"))
     digest()
     assert ErrorEvent.objects.get(incident__culprit__contains="charge").error_type.code == "DATA_INTEGRITY"
+
+
+def test_a_rule_changed_by_another_process_applies_within_a_second(source, digest, monkeypatch):
+    from incidents.ingest import classification
+
+    rule = ClassificationRule.objects.create(
+        name="billing is data", position=1, component="billing", error_type=ErrorType.objects.get(code="DATA_INTEGRITY")
+    )
+    store(source, failure_at("charge", "order 1", component="billing"))
+    # An update that sends no signal, as a save in another process does not reach this one.
+    ClassificationRule.objects.filter(pk=rule.pk).update(error_type=ErrorType.objects.get(code="DATA_VALIDATION"))
+    store(source, failure_at("charge", "order 2", component="billing"))
+    later = classification.time.monotonic() + classification.RULES_CACHE_SECONDS
+    monkeypatch.setattr(classification.time, "monotonic", lambda: later)
+    store(source, failure_at("charge", "order 3", component="billing"))
+    codes = [event.error_type.code for event in ErrorEvent.objects.order_by("id").select_related("error_type")]
+    assert codes == ["DATA_INTEGRITY", "DATA_INTEGRITY", "DATA_VALIDATION"]
 
 
 def test_small_batches_still_digest_everything(source):
@@ -171,3 +189,33 @@ def test_rollup_times_can_be_looked_up_exactly(source, digest):
     digest()
     assert IncidentMinute.objects.filter(minute=moment.replace(second=0)).exists()
     assert IncidentHour.objects.filter(hour=moment.replace(minute=0, second=0)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_digests_running_at_once_count_every_event_once(source):
+    import threading
+
+    from django.db import connection
+
+    from incidents.digest import digest_pending
+
+    store(source, *[failure_at(f"step_{i % 5}", f"x {i}") for i in range(200)])
+    start = threading.Barrier(2)
+    digested: list[int] = []
+
+    def run_digest():
+        start.wait()
+        try:
+            digested.append(digest_pending(batch_size=30))
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=run_digest) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(digested) == 200
+    assert Incident.objects.aggregate(total=Sum("event_count"))["total"] == 200
+    assert not ErrorEvent.objects.filter(incident__isnull=True).exists()
+    assert IncidentActivity.objects.filter(kind="created").count() == Incident.objects.count() == 5

@@ -1,0 +1,60 @@
+"""Classification and grouping at ingest, against rules cached for at most a second.
+
+The ingest request already holds the parsed event, so classifying and fingerprinting it
+there costs tens of microseconds, where the digest would have to read the whole stored
+event back. Rules and the catalog are cached per process for one second: an edit in
+admin reaches every web process within a second, and at once in the process that saved
+it (the cache is dropped on save and delete).
+"""
+
+import time
+from dataclasses import dataclass
+
+from incidents.classify import ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
+from incidents.grouping import group
+
+RULES_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Rules:
+    rules: RuleSet
+    catalog: dict[str, ErrorTypeInfo]
+    type_ids: dict[str, int]
+    expires_at: float
+
+
+_cached: _Rules | None = None
+
+
+def forget_rules(**_signal_arguments) -> None:
+    """Drop the cached rules, so the next event is classified with what the database holds now."""
+    global _cached
+    _cached = None
+
+
+def _current_rules() -> _Rules:
+    global _cached
+    cached = _cached
+    if cached is None or cached.expires_at <= time.monotonic():
+        from incidents.models import ErrorType
+
+        rules, catalog = load_ruleset_and_catalog()
+        type_ids = dict(ErrorType.objects.values_list("code", "id"))
+        cached = _cached = _Rules(rules, catalog, type_ids, time.monotonic() + RULES_CACHE_SECONDS)
+    return cached
+
+
+def classify_and_group(event: dict) -> dict:
+    """Return the canonical event with its error type, severity, fingerprint, title and culprit added."""
+    current = _current_rules()
+    classification = classify(event, current.rules, current.catalog)
+    grouping = group(event)
+    return {
+        **event,
+        "error_type": current.type_ids[classification.error_type],
+        "severity": classification.severity,
+        "fingerprint": grouping.fingerprint,
+        "title": grouping.title,
+        "culprit": grouping.culprit,
+    }
