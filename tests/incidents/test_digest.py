@@ -191,7 +191,7 @@ def test_rollup_times_can_be_looked_up_exactly(source, digest):
     assert IncidentHour.objects.filter(hour=moment.replace(minute=0, second=0)).exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_digests_running_at_once_count_every_event_once(source):
     import threading
 
