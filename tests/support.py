@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import sentry_sdk
 from django.core import signals
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.http import HttpResponse
 from django.test import RequestFactory
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
@@ -154,3 +154,12 @@ class FastPathClient:
         response = HttpResponse(content, status=int(status.split()[0]), headers=dict(headers))
         response.json = lambda: json.loads(content)
         return response
+
+
+def database_url_for_processes() -> str:
+    """The DATABASE_URL that lets a separate process use this test's database."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    return f"postgres://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"

@@ -11,17 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection
+
+from tests.support import database_url_for_processes
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _test_database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
-    return f"postgres://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -81,7 +74,7 @@ def live_console(request, transactional_db, settings):
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": database_url_for_processes(),
         "CONSOLE_URL": url,
         "Q_CLUSTER_NAME": f"test-{uuid.uuid4().hex[:8]}",
         "PYTHONPATH": str(ROOT),

@@ -1,0 +1,140 @@
+"""Live configuration: a change saved in admin reaches every running process within a second.
+
+Saving resilience configuration bumps one version number in the database. Each process
+runs a ConfigWatcher thread that compares the version with the one it applied and
+calls back when it moved: it reads the version (one primary-key lookup) every
+RESILIENCE_CONFIG_POLL_SECONDS, and when Redis is configured a published message wakes
+it at once. The poll stays on with Redis, so a lost message or a Redis outage delays a
+change by one poll interval at most, never forever.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+
+from resilience.models import ConfigVersion
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "resilience:config"
+RESUBSCRIBE_SECONDS = 5.0
+
+
+def config_version() -> int:
+    """Return the current configuration version."""
+    version = ConfigVersion.objects.filter(id=ConfigVersion.SINGLETON_ID).values_list("version", flat=True).first()
+    return version or 0
+
+
+def config_version_bump() -> int:
+    """Record that configuration changed; watchers are told once the surrounding transaction commits."""
+    with transaction.atomic():
+        updated = ConfigVersion.objects.filter(id=ConfigVersion.SINGLETON_ID).update(version=F("version") + 1)
+        if not updated:  # the row is created by a migration; a flushed test database lacks it
+            ConfigVersion.objects.get_or_create(id=ConfigVersion.SINGLETON_ID, defaults={"version": 1})
+        version = config_version()
+        transaction.on_commit(lambda: _publish(version))
+    return version
+
+
+def _publish(version: int) -> None:
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
+        client.publish(CHANNEL, str(version))
+        client.close()
+    except redis.RedisError:
+        # Watchers still see the change at their next poll.
+        logger.warning("could not publish resilience config version %s", version, exc_info=True)
+
+
+class ConfigWatcher:
+    """Call `on_change(version)` in a daemon thread whenever the configuration version moves.
+
+    The first call happens at start, with the version found then, so the callback also
+    loads the initial configuration. A callback that raises is logged and not retried
+    until the version moves again: it is expected to keep its last good configuration.
+    """
+
+    def __init__(self, on_change: Callable[[int], None], *, poll_seconds: float | None = None):
+        self.on_change = on_change
+        self.poll_seconds = settings.RESILIENCE_CONFIG_POLL_SECONDS if poll_seconds is None else poll_seconds
+        self.applied: int | None = None
+        self._stopped = threading.Event()
+        self._next_subscribe_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="resilience-config-watcher", daemon=True)
+
+    def start(self) -> "ConfigWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        subscription = None
+        try:
+            while not self._stopped.is_set():
+                self._check()
+                if subscription is None and time.monotonic() >= self._next_subscribe_at:
+                    # Retried now and then, not every poll: an unreachable Redis must not slow polling.
+                    self._next_subscribe_at = time.monotonic() + RESUBSCRIBE_SECONDS
+                    subscription = _subscribe()
+                subscription = self._wait(subscription)
+        finally:
+            if subscription is not None:
+                subscription.close()
+
+    def _check(self) -> None:
+        try:
+            version = config_version()
+        except Exception:
+            logger.warning("could not read the resilience config version", exc_info=True)
+            return
+        finally:
+            connection.close()  # this thread's connection goes back to the pool between polls
+        if version == self.applied:
+            return
+        self.applied = version
+        try:
+            self.on_change(version)
+        except Exception:
+            logger.exception("could not apply resilience config version %s", version)
+
+    def _wait(self, subscription):
+        """Wait one poll interval, or less when a change is published; return the subscription still usable."""
+        if subscription is None:
+            self._stopped.wait(self.poll_seconds)
+            return None
+        try:
+            subscription.get_message(ignore_subscribe_messages=True, timeout=self.poll_seconds)
+            return subscription
+        except Exception:
+            logger.warning("resilience config subscription failed; polling until it is back", exc_info=True)
+            subscription.close()
+            self._stopped.wait(self.poll_seconds)
+            return None
+
+
+def _subscribe():
+    """Subscribe to published config versions when Redis is configured and reachable."""
+    if not settings.REDIS_URL:
+        return None
+    import redis
+
+    try:
+        subscription = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1).pubsub()
+        subscription.subscribe(CHANNEL)
+        return subscription
+    except redis.RedisError:
+        logger.warning("could not subscribe to resilience config changes; polling only", exc_info=True)
+        return None
