@@ -192,6 +192,8 @@ INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MI
 INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 # How often each process reads the resilience config version (seconds); Redis, when set, wakes it sooner.
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)
+# How often each process reads other processes' breaker transitions from the database store (seconds).
+RESILIENCE_STATE_POLL_SECONDS = env_float("RESILIENCE_STATE_POLL_SECONDS", 0.25, minimum=0.01)
 # Each web process wakes the digest at most this often (seconds), and once after its last event:
 # longer means bigger, cheaper batches; events still reach their incidents within about this long.
 DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)
