@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol, TypeVar
 
+from resilience.exceptions import ConfigError
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -44,15 +46,6 @@ RetryRunner = Callable[[Callable[[], Any]], Any]
 AsyncRetryRunner = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 Reporter = Callable[[str, dict], None]
 Classifier = Callable[[BaseException], str]
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; `field` names it and the message gives the limit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class Strategy(StrEnum):

@@ -457,7 +457,7 @@ def test_feature_validate_names_the_invalid_field(feature, field, limit):
         feature.validate()
 
     assert raised.value.field == field
-    assert limit in raised.value.message
+    assert limit in raised.value.reason
 
 
 @pytest.mark.parametrize(
@@ -478,7 +478,7 @@ def test_rule_validate_names_the_invalid_field(rule, field, limit):
         rule.validate()
 
     assert raised.value.field == field
-    assert limit in raised.value.message
+    assert limit in raised.value.reason
 
 
 @pytest.mark.parametrize(

@@ -594,8 +594,8 @@ def test_validate_names_the_invalid_field_and_its_limit(changes, field, limit):
         RecoveryPolicy(**values).validate()
 
     assert raised.value.field == field
-    assert limit in raised.value.message
-    assert str(raised.value) == f"{field}: {raised.value.message}"
+    assert limit in raised.value.reason
+    assert str(raised.value) == f"{field}: {raised.value.reason}"
 
 
 def test_a_policy_survives_a_json_round_trip():
