@@ -194,6 +194,10 @@ INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)
 # How often each process reads other processes' breaker transitions from the database store (seconds).
 RESILIENCE_STATE_POLL_SECONDS = env_float("RESILIENCE_STATE_POLL_SECONDS", 0.25, minimum=0.01)
+# Where breakers share transitions, forced modes and half-open permits: "database" or "redis".
+RESILIENCE_STATE_STORE = env_str("RESILIENCE_STATE_STORE", "database")
+if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STORE == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured('RESILIENCE_STATE_STORE must be "database", or "redis" with REDIS_URL set')
 # Each web process wakes the digest at most this often (seconds), and once after its last event:
 # longer means bigger, cheaper batches; events still reach their incidents within about this long.
 DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)

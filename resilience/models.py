@@ -1,6 +1,10 @@
 """Resilience configuration the console stores and every running process applies live."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from resilience.exceptions import ConfigError
+from resilience.runtime.breaker import BreakerConfig
 
 
 class ConfigVersion(models.Model):
@@ -68,3 +72,156 @@ class BreakerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+def _positive(field: str) -> models.Q:
+    return models.Q(**{f"{field}__isnull": True}) | models.Q(**{f"{field}__gt": 0})
+
+
+class Breaker(models.Model):
+    """A circuit breaker's configuration, applied live by every process that uses it.
+
+    Fields mirror resilience.runtime.breaker.BreakerConfig (durations in seconds). The form
+    validates through BreakerConfig.validate, so admin, API and running processes refuse
+    the same configs; the check constraints keep rows sane whatever writes them.
+    """
+
+    class WindowKind(models.TextChoices):
+        COUNT = "count", "Last N calls"
+        TIME = "time", "Last N seconds"
+
+    name = models.SlugField(max_length=200, unique=True, help_text="What code names it: @breaker('payments-api').")
+    description = models.TextField(blank=True)
+    component = models.CharField(max_length=200, blank=True, help_text="Reported with its events.")
+    error_type = models.ForeignKey(
+        "incidents.ErrorType",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Classifies the events its transitions become (its category and severity).",
+    )
+    window_kind = models.CharField(max_length=8, choices=WindowKind.choices, default=WindowKind.COUNT)
+    window_size = models.PositiveIntegerField(default=100, help_text="Calls (count window) or seconds (time).")
+    minimum_calls = models.PositiveIntegerField(default=10, help_text="Calls in the window before any rate can trip.")
+    failure_rate_threshold = models.FloatField(default=50.0, help_text="Percent of failed calls that opens it.")
+    slow_call_rate_threshold = models.FloatField(default=100.0, help_text="Percent of slow calls that opens it.")
+    slow_call_duration = models.FloatField(
+        null=True, blank=True, help_text="Seconds from which a call counts as slow; empty: no slow-call detection."
+    )
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, help_text="Failures in a row that open it whatever the rate; 0: off."
+    )
+    wait_duration = models.FloatField(default=60.0, help_text="Seconds to stay open before probing.")
+    wait_multiplier = models.FloatField(default=1.0, help_text="Growth of the wait on each consecutive opening.")
+    max_wait_duration = models.FloatField(null=True, blank=True, help_text="Cap on the grown wait, seconds.")
+    automatic_half_open = models.BooleanField(
+        default=False, help_text="Move to half-open when the wait ends, not at the first call after it."
+    )
+    max_half_open_duration = models.FloatField(
+        null=True, blank=True, help_text="Seconds half-open may last without a verdict before reopening."
+    )
+    permitted_calls_in_half_open = models.PositiveIntegerField(default=1, help_text="Probes admitted at once.")
+    success_threshold = models.PositiveIntegerField(default=1, help_text="Probe successes that close it.")
+    call_timeout = models.FloatField(null=True, blank=True, help_text="Seconds after which a call counts as failed.")
+    record_exceptions = models.TextField(
+        blank=True, help_text="Exception classes that count as failures, dotted, one per line; empty: every exception."
+    )
+    ignore_exceptions = models.TextField(
+        blank=True, help_text="Exception classes that count neither way, dotted, one per line."
+    )
+    failure_statuses = models.CharField(
+        max_length=200, blank=True, help_text="HTTP statuses or classes of results that count as failures: 5xx, 429."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(window_size__gte=1), name="breaker_window_size_min"),
+            models.CheckConstraint(condition=models.Q(minimum_calls__gte=1), name="breaker_minimum_calls_min"),
+            models.CheckConstraint(
+                condition=models.Q(failure_rate_threshold__gt=0, failure_rate_threshold__lte=100),
+                name="breaker_failure_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(slow_call_rate_threshold__gt=0, slow_call_rate_threshold__lte=100),
+                name="breaker_slow_rate_range",
+            ),
+            models.CheckConstraint(condition=_positive("slow_call_duration"), name="breaker_slow_call_positive"),
+            models.CheckConstraint(condition=models.Q(wait_duration__gt=0), name="breaker_wait_positive"),
+            models.CheckConstraint(condition=models.Q(wait_multiplier__gte=1), name="breaker_multiplier_min"),
+            models.CheckConstraint(
+                condition=models.Q(max_wait_duration__isnull=True)
+                | models.Q(max_wait_duration__gte=models.F("wait_duration")),
+                name="breaker_max_wait_not_below_wait",
+            ),
+            models.CheckConstraint(condition=_positive("call_timeout"), name="breaker_call_timeout_positive"),
+            models.CheckConstraint(
+                condition=models.Q(max_half_open_duration__isnull=True)
+                | models.Q(call_timeout__isnull=True)
+                | models.Q(max_half_open_duration__gte=models.F("call_timeout")),
+                name="breaker_half_open_cap_not_below_timeout",
+            ),
+            models.CheckConstraint(condition=models.Q(permitted_calls_in_half_open__gte=1), name="breaker_permits_min"),
+            models.CheckConstraint(condition=models.Q(success_threshold__gte=1), name="breaker_successes_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> BreakerConfig:
+        """The runtime config this row stands for (not yet validated)."""
+        return BreakerConfig(
+            window_kind=self.window_kind,
+            window_size=self.window_size,
+            minimum_calls=self.minimum_calls,
+            failure_rate_threshold=self.failure_rate_threshold,
+            slow_call_rate_threshold=self.slow_call_rate_threshold,
+            slow_call_duration=self.slow_call_duration,
+            consecutive_failures=self.consecutive_failures,
+            wait_duration=self.wait_duration,
+            wait_multiplier=self.wait_multiplier,
+            max_wait_duration=self.max_wait_duration,
+            automatic_half_open=self.automatic_half_open,
+            max_half_open_duration=self.max_half_open_duration,
+            permitted_calls_in_half_open=self.permitted_calls_in_half_open,
+            success_threshold=self.success_threshold,
+            call_timeout=self.call_timeout,
+            record_exceptions=_names(self.record_exceptions) or (Exception,),
+            ignore_exceptions=_names(self.ignore_exceptions),
+            failure_statuses=_names(self.failure_statuses),
+        )
+
+    def clean(self) -> None:
+        """Refuse what the runtime would refuse, naming the field."""
+        try:
+            self.to_config().validate()
+        except ConfigError as error:
+            raise ValidationError({error.field: error.reason}) from error
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """Split a list typed one per line or comma-separated."""
+    return tuple(name.strip() for name in text.replace(",", "\n").splitlines() if name.strip())
+
+
+class BreakerTransition(models.Model):
+    """One change of a breaker's state or mode, by whichever process made it."""
+
+    breaker_name = models.CharField(max_length=200)
+    breaker = models.ForeignKey(Breaker, null=True, blank=True, on_delete=models.SET_NULL, related_name="transitions")
+    from_state = models.CharField(max_length=16, choices=BreakerState.State.choices)
+    to_state = models.CharField(max_length=16, choices=BreakerState.State.choices)
+    mode = models.CharField(max_length=16, choices=BreakerState.Mode.choices)
+    generation = models.BigIntegerField()
+    reason = models.CharField(max_length=500, blank=True)
+    process = models.CharField(max_length=200, blank=True, help_text="Host and pid, or the reporting client.")
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["breaker_name", "-at"], name="transition_breaker_time")]
+
+    def __str__(self) -> str:
+        return f"{self.breaker_name}: {self.from_state} -> {self.to_state}"

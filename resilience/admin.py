@@ -1,0 +1,116 @@
+"""Admin for circuit breakers: state at a glance, operator switches, live-applied config."""
+
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.utils.html import format_html
+
+from resilience import console
+from resilience.models import Breaker, BreakerState, BreakerTransition
+
+STYLES = {"all": ["incidents/admin.css", "resilience/admin.css"]}
+
+
+def state_badge(state: str | None, mode: str | None) -> str:
+    state = state or BreakerState.State.CLOSED
+    label = BreakerState.State(state).label
+    if mode and mode != BreakerState.Mode.AUTO:
+        label = f"{label} · {BreakerState.Mode(mode).label.lower()}"
+    return format_html('<span class="breaker-badge breaker-{}">{}</span>', state, label)
+
+
+class TransitionInline(admin.TabularInline):
+    model = BreakerTransition
+    fields = ["at", "from_state", "to_state", "mode", "reason", "process"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ["-at", "-id"]
+    verbose_name_plural = "Transitions (newest first)"
+
+    def get_queryset(self, request):
+        # The newest 50: a flapping breaker's history must not make its page slow.
+        ids = BreakerTransition.objects.filter(breaker=OuterRef("breaker")).order_by("-at", "-id").values("id")[:50]
+        return super().get_queryset(request).filter(id__in=Subquery(ids))
+
+
+@admin.register(Breaker)
+class BreakerAdmin(admin.ModelAdmin):
+    list_display = ["name", "state", "last_reason", "failure_rate_threshold", "wait_duration", "component"]
+    search_fields = ["name", "component", "description"]
+    inlines = [TransitionInline]
+    actions = ["force_open", "force_closed", "reset", "back_to_auto"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "component", "error_type"]}),
+        ("Window", {"fields": ["window_kind", "window_size", "minimum_calls"]}),
+        (
+            "When it opens",
+            {
+                "fields": [
+                    "failure_rate_threshold",
+                    "slow_call_rate_threshold",
+                    "slow_call_duration",
+                    "consecutive_failures",
+                    "call_timeout",
+                ]
+            },
+        ),
+        ("Open and half-open", {"fields": ["wait_duration", "wait_multiplier", "max_wait_duration"]}),
+        (
+            "Probing",
+            {
+                "fields": [
+                    "automatic_half_open",
+                    "max_half_open_duration",
+                    "permitted_calls_in_half_open",
+                    "success_threshold",
+                ]
+            },
+        ),
+        ("What counts as a failure", {"fields": ["record_exceptions", "ignore_exceptions", "failure_statuses"]}),
+    ]
+
+    class Media:
+        css = STYLES
+
+    def get_queryset(self, request):
+        shared = BreakerState.objects.filter(name=OuterRef("name"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                shared_state=Subquery(shared.values("state")[:1]),
+                shared_mode=Subquery(shared.values("mode")[:1]),
+                shared_reason=Subquery(shared.values("last_reason")[:1]),
+            )
+        )
+
+    @admin.display(description="state", ordering="shared_state")
+    def state(self, obj: Breaker) -> str:
+        return state_badge(obj.shared_state, obj.shared_mode)
+
+    @admin.display(description="last reason")
+    def last_reason(self, obj: Breaker) -> str:
+        return obj.shared_reason or ""
+
+    def _switch(self, request, queryset, switch: str, done: str) -> None:
+        who = f"admin: {request.user.get_username()}"
+        for row in queryset:
+            getattr(console.breaker(row.name), switch)(reason=who)
+        self.message_user(request, f"{queryset.count()} breaker(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="Force open (refuse every call)")
+    def force_open(self, request, queryset):
+        self._switch(request, queryset, "force_open", "forced open")
+
+    @admin.action(description="Force closed (let every call through)")
+    def force_closed(self, request, queryset):
+        self._switch(request, queryset, "force_closed", "forced closed")
+
+    @admin.action(description="Reset to closed with empty windows")
+    def reset(self, request, queryset):
+        self._switch(request, queryset, "reset", "reset")
+
+    @admin.action(description="Back to automatic")
+    def back_to_auto(self, request, queryset):
+        self._switch(request, queryset, "set_auto", "back to automatic")

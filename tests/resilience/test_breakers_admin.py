@@ -1,0 +1,142 @@
+"""Breakers in admin: validated config, state badges, operator switches, live application in this process."""
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from resilience import console
+from resilience.live import config_version
+from resilience.models import Breaker, BreakerState, BreakerTransition
+from resilience.runtime.state import State
+
+# The console's runtime writes from its own threads, which need committed rows.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+CHANGELIST = reverse("admin:resilience_breaker_changelist")
+ADD = reverse("admin:resilience_breaker_add")
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """Each test gets its own registry and watcher, stopped afterwards."""
+    console.shutdown()
+    yield
+    console.flush_transitions()
+    console.shutdown()
+
+
+def form_data(**overrides) -> dict:
+    data = {
+        "name": "payments-api",
+        "window_kind": "count",
+        "window_size": 20,
+        "minimum_calls": 5,
+        "failure_rate_threshold": 50,
+        "slow_call_rate_threshold": 100,
+        "consecutive_failures": 0,
+        "wait_duration": 30,
+        "wait_multiplier": 1,
+        "permitted_calls_in_half_open": 1,
+        "success_threshold": 1,
+        "transitions-TOTAL_FORMS": 0,
+        "transitions-INITIAL_FORMS": 0,
+    }
+    return {**data, **overrides}
+
+
+def test_a_valid_breaker_is_saved_and_bumps_the_config_version(admin_client):
+    before = config_version()
+    response = admin_client.post(ADD, form_data())
+    assert response.status_code == 302
+    assert Breaker.objects.get().to_config().window_size == 20
+    assert config_version() > before
+
+
+@pytest.mark.parametrize(
+    "field, value, limit",
+    [
+        ("failure_rate_threshold", 120, "(0, 100]"),
+        ("window_size", 0, "at least 1"),
+        ("wait_multiplier", 0.5, "at least 1"),
+        ("record_exceptions", "nowhere.MadeUpError", "unknown exception"),
+        ("failure_statuses", "6xx", "class like '5xx'"),
+    ],
+)
+def test_an_invalid_config_is_refused_naming_the_field(admin_client, field, value, limit):
+    response = admin_client.post(ADD, form_data(**{field: value}))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors and limit in " ".join(errors[field])
+    assert not Breaker.objects.exists()
+
+
+def test_a_half_open_cap_shorter_than_the_call_timeout_is_refused(admin_client):
+    response = admin_client.post(ADD, form_data(call_timeout=10, max_half_open_duration=5))
+    assert "max_half_open_duration" in response.context["adminform"].form.errors
+
+
+def test_the_database_refuses_what_the_form_would(db):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Breaker.objects.create(name="broken", failure_rate_threshold=0)
+
+
+def test_the_list_shows_each_breakers_shared_state(admin_client):
+    Breaker.objects.create(name="payments-api")
+    Breaker.objects.create(name="search-api")
+    console.breaker("payments-api").force_open(reason="maintenance")
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert 'breaker-badge breaker-open">Open · forced open<' in page
+    assert 'breaker-badge breaker-closed">Closed<' in page
+    assert "maintenance" in page
+
+
+def test_operator_actions_switch_the_shared_state_and_leave_a_history(admin_client, admin_user):
+    breaker = Breaker.objects.create(name="payments-api")
+    admin_client.post(CHANGELIST, {"action": "force_open", "_selected_action": [breaker.pk]})
+    assert BreakerState.objects.get(name="payments-api").state == State.OPEN
+    admin_client.post(CHANGELIST, {"action": "back_to_auto", "_selected_action": [breaker.pk]})
+    assert BreakerState.objects.get(name="payments-api").state == State.HALF_OPEN
+    admin_client.post(CHANGELIST, {"action": "reset", "_selected_action": [breaker.pk]})
+    assert BreakerState.objects.get(name="payments-api").state == State.CLOSED
+    console.flush_transitions()
+    history = list(BreakerTransition.objects.order_by("at", "id").values_list("to_state", "reason", "breaker"))
+    who = f"admin: {admin_user.username}"
+    assert history == [
+        ("open", who, breaker.pk),
+        ("half_open", who, breaker.pk),
+        ("closed", who, breaker.pk),
+    ]
+    page = admin_client.get(reverse("admin:resilience_breaker_change", args=[breaker.pk])).content.decode()
+    assert page.count(who) == 3  # the transitions inline
+
+
+def test_a_saved_config_applies_without_losing_the_window(db):
+    row = Breaker.objects.create(name="payments-api", window_size=20, minimum_calls=10, failure_rate_threshold=50)
+    registry = console.breakers()
+    console.apply_saved_configs(registry)
+    breaker = registry.get("payments-api")
+    for _ in range(6):
+        with pytest.raises(ConnectionError):
+            breaker.call(_refused)
+    assert breaker.state == State.CLOSED  # 6 calls: under the minimum of 10
+    row.minimum_calls = 5
+    row.save()
+    assert console.apply_saved_configs(registry) == {}
+    assert breaker.metrics().calls == 6  # the window survived the new config
+    with pytest.raises(ConnectionError):
+        breaker.call(_refused)
+    assert breaker.state == State.OPEN  # and the new minimum applies at once
+
+
+def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
+    row = Breaker.objects.create(name="payments-api", failure_rate_threshold=50)
+    registry = console.breakers()
+    console.apply_saved_configs(registry)
+    Breaker.objects.filter(pk=row.pk).update(record_exceptions="nowhere.MadeUpError")  # as an older process wrote it
+    errors = console.apply_saved_configs(registry)
+    assert errors["payments-api"].field == "record_exceptions"
+    assert registry.get("payments-api").config.failure_rate_threshold == 50
+
+
+def _refused():
+    raise ConnectionError("connection refused")
