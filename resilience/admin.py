@@ -5,7 +5,16 @@ from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
 from resilience import console
-from resilience.models import Breaker, BreakerState, BreakerTransition
+from resilience.models import (
+    Breaker,
+    BreakerState,
+    BreakerTransition,
+    DegradationFeature,
+    DegradationRule,
+    RateLimitPolicy,
+    RecoveryPolicy,
+    RetryPolicy,
+)
 
 STYLES = {"all": ["incidents/admin.css", "resilience/admin.css"]}
 
@@ -114,3 +123,52 @@ class BreakerAdmin(admin.ModelAdmin):
     @admin.action(description="Back to automatic")
     def back_to_auto(self, request, queryset):
         self._switch(request, queryset, "set_auto", "back to automatic")
+
+
+@admin.register(RetryPolicy)
+class RetryPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "strategy", "jitter", "max_attempts", "base_delay", "max_delay", "on_give_up"]
+    list_filter = ["strategy", "on_give_up"]
+    search_fields = ["name", "description"]
+    fieldsets = [
+        (None, {"fields": ["name", "description"]}),
+        ("Waiting", {"fields": ["strategy", "jitter", "max_attempts", "base_delay", "multiplier", "max_delay"]}),
+        ("Giving up", {"fields": ["max_total_time", "on_give_up", "return_bad_result"]}),
+        (
+            "What is retried",
+            {
+                "fields": [
+                    "retry_on_transient",
+                    "retry_on_exceptions",
+                    "retry_on_error_types",
+                    "retry_on_categories",
+                    "retry_on_statuses",
+                    "honour_retry_after",
+                    "cap_retry_after",
+                ]
+            },
+        ),
+        ("Retry budget", {"fields": ["budget_percent", "budget_window_seconds", "budget_min_per_second"]}),
+    ]
+
+
+@admin.register(RecoveryPolicy)
+class RecoveryPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "strategy", "component", "error_type", "max_attempts", "severity"]
+    list_filter = ["strategy", "severity"]
+    search_fields = ["name", "component", "error_type"]
+
+
+@admin.register(RateLimitPolicy)
+class RateLimitPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "limit", "window_seconds"]
+
+
+@admin.register(DegradationFeature)
+class DegradationFeatureAdmin(admin.ModelAdmin):
+    list_display = ["name", "critical", "min_level", "fallback"]
+
+
+@admin.register(DegradationRule)
+class DegradationRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "condition", "threshold", "level"]

@@ -7,10 +7,17 @@ class ResilienceConfig(AppConfig):
     verbose_name = "Resilience"
 
     def ready(self) -> None:
-        from resilience.models import Breaker
+        from resilience.models import (
+            Breaker,
+            DegradationFeature,
+            DegradationRule,
+            RateLimitPolicy,
+            RecoveryPolicy,
+            RetryPolicy,
+        )
 
         # Whatever saves configuration (admin, API, shell), running processes hear of it.
-        for model in (Breaker,):
+        for model in (Breaker, RetryPolicy, RecoveryPolicy, RateLimitPolicy, DegradationFeature, DegradationRule):
             post_save.connect(_config_changed, sender=model, dispatch_uid=f"config-saved-{model.__name__}")
             post_delete.connect(_config_changed, sender=model, dispatch_uid=f"config-deleted-{model.__name__}")
 

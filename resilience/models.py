@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from resilience.exceptions import ConfigError
-from resilience.runtime.breaker import BreakerConfig
+from resilience.runtime import degradation, ratelimit, recovery, retry
+from resilience.runtime.breaker import BreakerConfig, resolve_statuses
 
 
 class ConfigVersion(models.Model):
@@ -225,3 +226,230 @@ class BreakerTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.breaker_name}: {self.from_state} -> {self.to_state}"
+
+
+class ValidatedByRuntime(models.Model):
+    """A config row the runtime validates: the form refuses exactly what running processes would."""
+
+    class Meta:
+        abstract = True
+
+    def to_config(self):
+        raise NotImplementedError
+
+    def clean(self) -> None:
+        try:
+            self.to_config().validate()
+        except ConfigError as error:
+            field = error.field if error.field in {f.name for f in self._meta.fields} else "__all__"
+            raise ValidationError({field: error.reason}) from error
+
+
+def _choices(enum) -> list[tuple[str, str]]:
+    return [(member.value, member.value.replace("_", " ").capitalize()) for member in enum]
+
+
+class RetryPolicy(ValidatedByRuntime):
+    """How a failed call is retried: the seeds' retry tables, edited live."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="What code names it: @retry('server_error').")
+    description = models.TextField(blank=True)
+    strategy = models.CharField(max_length=16, choices=_choices(retry.Strategy), default="exponential")
+    jitter = models.CharField(max_length=16, choices=_choices(retry.Jitter), default="none")
+    max_attempts = models.PositiveIntegerField(default=3, help_text="Attempts in all, the first call included.")
+    base_delay = models.FloatField(default=1.0, help_text="Seconds before the first retry.")
+    multiplier = models.FloatField(default=2.0, help_text="Growth of the exponential strategy.")
+    max_delay = models.FloatField(default=60.0, help_text="Cap on each wait, seconds.")
+    max_total_time = models.FloatField(null=True, blank=True, help_text="Give up when the next wait would pass it.")
+    retry_on_transient = models.BooleanField(
+        default=True, help_text="Retry what the error-type catalog calls transient."
+    )
+    retry_on_exceptions = models.TextField(blank=True, help_text="Exception classes, dotted, one per line.")
+    retry_on_error_types = models.TextField(blank=True, help_text="Error-type codes, e.g. NETWORK_TIMEOUT.")
+    retry_on_categories = models.CharField(
+        max_length=300, blank=True, help_text="Categories, e.g. NETWORK, RATE_LIMIT."
+    )
+    retry_on_statuses = models.CharField(max_length=300, blank=True, help_text="HTTP statuses, e.g. 500, 502, 503.")
+    honour_retry_after = models.BooleanField(default=True)
+    cap_retry_after = models.BooleanField(default=True, help_text="Cut a server's Retry-After to the max delay.")
+    return_bad_result = models.BooleanField(default=False, help_text="On giving up on a bad result, return it.")
+    on_give_up = models.CharField(max_length=8, choices=_choices(retry.GiveUpAction), default="NONE")
+    budget_percent = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Retries allowed as a percentage of calls: retries cannot amplify an outage.",
+    )
+    budget_window_seconds = models.FloatField(default=10.0)
+    budget_min_per_second = models.FloatField(default=1.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "retry policies"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_attempts__gte=1), name="retry_attempts_min"),
+            models.CheckConstraint(condition=models.Q(base_delay__gte=0), name="retry_base_delay_min"),
+            models.CheckConstraint(condition=models.Q(multiplier__gte=1), name="retry_multiplier_min"),
+            models.CheckConstraint(
+                condition=models.Q(max_delay__gte=models.F("base_delay")), name="retry_max_delay_not_below_base"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(budget_percent__isnull=True)
+                | models.Q(budget_percent__gte=0, budget_percent__lte=100),
+                name="retry_budget_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> retry.RetryPolicy:
+        return retry.RetryPolicy(
+            name=self.name,
+            strategy=self.strategy,
+            jitter=self.jitter,
+            max_attempts=self.max_attempts,
+            base_delay=self.base_delay,
+            multiplier=self.multiplier,
+            max_delay=self.max_delay,
+            max_total_time=self.max_total_time,
+            retry_on_transient=self.retry_on_transient,
+            retry_on_exceptions=_names(self.retry_on_exceptions),
+            retry_on_error_types=_names(self.retry_on_error_types),
+            retry_on_categories=_names(self.retry_on_categories),
+            retry_on_statuses=tuple(sorted(resolve_statuses("retry_on_statuses", _names(self.retry_on_statuses)))),
+            honour_retry_after=self.honour_retry_after,
+            cap_retry_after=self.cap_retry_after,
+            return_bad_result=self.return_bad_result,
+            on_give_up=self.on_give_up,
+            budget_percent=self.budget_percent,
+            budget_window_seconds=self.budget_window_seconds,
+            budget_min_per_second=self.budget_min_per_second,
+        )
+
+
+class RecoveryPolicy(ValidatedByRuntime):
+    """What to do when a component or error type fails: retry, fall back, degrade, restart, ignore or alert."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    strategy = models.CharField(max_length=16, choices=_choices(recovery.Strategy))
+    component = models.CharField(max_length=100, blank=True, help_text="Empty: any component.")
+    error_type = models.CharField(max_length=64, blank=True, help_text="Error-type code; empty: any.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    fallback = models.CharField(max_length=100, blank=True, help_text="Name of a fallback registered in code.")
+    degraded_result = models.CharField(max_length=100, blank=True, help_text="Name of a degraded-result provider.")
+    degrade_feature = models.CharField(max_length=100, blank=True, help_text="Feature marked degraded meanwhile.")
+    degrade_seconds = models.FloatField(default=60.0)
+    restart_hook = models.CharField(max_length=100, blank=True, help_text="Name of a restart hook registered in code.")
+    default = models.JSONField(null=True, blank=True, help_text="What IGNORE returns.")
+    severity = models.CharField(max_length=8, choices=_choices(recovery.Severity), default="error")
+    raise_recovery_errors = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["component", "error_type", "name"]
+        verbose_name_plural = "recovery policies"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_attempts__gte=1), name="recovery_attempts_min"),
+            models.CheckConstraint(condition=models.Q(degrade_seconds__gt=0), name="recovery_degrade_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> recovery.RecoveryPolicy:
+        return recovery.RecoveryPolicy(
+            name=self.name,
+            strategy=recovery.Strategy(self.strategy) if self.strategy in set(recovery.Strategy) else self.strategy,
+            component=self.component or None,
+            error_type=self.error_type or None,
+            max_attempts=self.max_attempts,
+            fallback=self.fallback or None,
+            degraded_result=self.degraded_result or None,
+            degrade_feature=self.degrade_feature or None,
+            degrade_seconds=self.degrade_seconds,
+            restart_hook=self.restart_hook or None,
+            default=self.default,
+            severity=recovery.Severity(self.severity) if self.severity in set(recovery.Severity) else self.severity,
+            raise_recovery_errors=self.raise_recovery_errors,
+        )
+
+
+class RateLimitPolicy(ValidatedByRuntime):
+    """A sliding-window limit an application tracks per key (an upstream API, an account)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    limit = models.PositiveIntegerField(default=100, help_text="Calls allowed per window.")
+    window_seconds = models.FloatField(default=60.0)
+    max_keys = models.PositiveIntegerField(default=10_000, help_text="Keys tracked before the oldest are forgotten.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(limit__gte=1), name="rate_limit_min"),
+            models.CheckConstraint(condition=models.Q(window_seconds__gt=0), name="rate_limit_window_positive"),
+            models.CheckConstraint(condition=models.Q(max_keys__gte=1), name="rate_limit_keys_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> ratelimit.RateLimitPolicy:
+        return ratelimit.RateLimitPolicy(limit=self.limit, window_seconds=self.window_seconds, max_keys=self.max_keys)
+
+
+def _level_choices() -> list[tuple[int, str]]:
+    return [(level.value, level.name.capitalize()) for level in degradation.Level]
+
+
+class DegradationFeature(ValidatedByRuntime):
+    """A feature that depends on breakers, with what to serve when it is unavailable."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    breakers = models.TextField(blank=True, help_text="Names of the breakers it depends on, one per line.")
+    fallback = models.CharField(max_length=100, blank=True, help_text="Fallback registered in code.")
+    critical = models.BooleanField(default=False, help_text="Its breakers opening lowers the whole system's level.")
+    min_level = models.PositiveSmallIntegerField(
+        choices=_level_choices(), default=degradation.Level.DEGRADED, help_text="Worst level at which it still runs."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> degradation.Feature:
+        return degradation.Feature(
+            name=self.name,
+            breakers=_names(self.breakers),
+            fallback=self.fallback or None,
+            critical=self.critical,
+            min_level=degradation.Level(self.min_level),
+        )
+
+
+class DegradationRule(ValidatedByRuntime):
+    """When the system drops to a level: breakers open, features degraded, error rate."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    condition = models.CharField(max_length=32, choices=_choices(degradation.Condition))
+    level = models.PositiveSmallIntegerField(choices=_level_choices())
+    threshold = models.FloatField(default=0, help_text="Features degraded, or error rate in percent.")
+
+    class Meta:
+        ordering = ["-level", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_config(self) -> degradation.DegradationRule:
+        return degradation.DegradationRule(
+            name=self.name,
+            condition=degradation.Condition(self.condition)
+            if self.condition in set(degradation.Condition)
+            else self.condition,
+            level=degradation.Level(self.level),
+            threshold=self.threshold,
+        )
