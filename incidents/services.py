@@ -80,9 +80,14 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
 # Events
 
 
-def events_store(*, source: Source, events: Sequence[dict], received_at: datetime) -> list[UUID]:
-    """Classify and fingerprint canonical events, store them durably once per event_id, and wake the digest."""
-    classified = [classify_and_group(event) for event in events]
+def events_store(
+    *, source: Source, events: Sequence[dict], received_at: datetime, error_type: str | None = None
+) -> list[UUID]:
+    """Classify and fingerprint canonical events, store them durably once per event_id, and wake the digest.
+
+    `error_type` classifies every event as that type, bypassing the rules (events the console makes).
+    """
+    classified = [classify_and_group(event, error_type=error_type) for event in events]
     if storage.store_events(source_id=source.pk, events=classified, received_at=received_at):
         digest_waker.wake()
     return [event["event_id"] for event in events]

@@ -4,9 +4,9 @@
 the registry on the configured state store (the database, or Redis with
 RESILIENCE_STATE_STORE=redis) and starts a ConfigWatcher, so a config saved in admin
 reaches this process within a second, keeping each breaker's state and window counts.
-Transitions this process makes are written to the BreakerTransition history by a
-background thread: a listener runs inside the protected call's path, which must not
-wait for the database.
+Transitions this process makes are written to the BreakerTransition history, and become
+events of the console's own source, by a background thread: a listener runs inside the
+protected call's path, which must not wait for the database.
 """
 
 import logging
@@ -117,19 +117,19 @@ class _TransitionRecorder:
     def _write_forever(self) -> None:
         from django.db import connection
 
-        from resilience.models import Breaker, BreakerTransition
+        from resilience.reporting import console_source, transition_record
 
         while True:
             transition = self._queue.get()
             try:
-                BreakerTransition.objects.create(
+                transition_record(
+                    source=console_source(),
                     breaker_name=transition.breaker,
-                    breaker=Breaker.objects.filter(name=transition.breaker).first(),
                     from_state=transition.from_state.value,
                     to_state=transition.to_state.value,
                     mode=transition.mode.value,
                     generation=transition.generation,
-                    reason=transition.reason[:500],
+                    reason=transition.reason,
                     process=PROCESS,
                     at=datetime.fromtimestamp(transition.wall_time, tz=UTC),
                 )

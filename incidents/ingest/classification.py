@@ -10,7 +10,7 @@ it (the cache is dropped on save and delete).
 import time
 from dataclasses import dataclass
 
-from incidents.classify import ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
+from incidents.classify import Classification, ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
 from incidents.grouping import group
 
 RULES_CACHE_SECONDS = 1.0
@@ -45,10 +45,18 @@ def _current_rules() -> _Rules:
     return cached
 
 
-def classify_and_group(event: dict) -> dict:
-    """Return the canonical event with its error type, severity, fingerprint, title and culprit added."""
+def classify_and_group(event: dict, *, error_type: str | None = None) -> dict:
+    """Return the canonical event with its error type, severity, fingerprint, title and culprit added.
+
+    `error_type` names the type outright, for events the console makes itself (a breaker's
+    transitions carry the type configured on the breaker); rules decide otherwise.
+    """
     current = _current_rules()
-    classification = classify(event, current.rules, current.catalog)
+    info = current.catalog.get(error_type) if error_type else None
+    if info is not None:
+        classification = Classification(error_type=info.code, category=info.category, severity=info.default_severity)
+    else:
+        classification = classify(event, current.rules, current.catalog)
     grouping = group(event)
     return {
         **event,

@@ -140,3 +140,20 @@ def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
 
 def _refused():
     raise ConnectionError("connection refused")
+
+
+def test_transitions_become_one_incident_per_breaker_and_state_with_the_breakers_error_type(digest):
+    from incidents.models import ErrorType, Incident
+
+    server_errors = ErrorType.objects.get(code="API_SERVER_ERROR")
+    Breaker.objects.create(name="payments-api", component="payments", error_type=server_errors)
+    breaker = console.breaker("payments-api")
+    for _ in range(2):
+        breaker.force_open(reason="maintenance")
+        breaker.reset(reason="maintenance over")
+    console.flush_transitions()
+    digest()
+    opened = Incident.objects.get(source__slug="console", title__contains="opened")
+    assert (opened.error_type, opened.category, opened.event_count) == (server_errors, server_errors.category, 2)
+    assert opened.events.first().component == "payments"
+    assert Incident.objects.filter(source__slug="console").count() == 2  # opened, and closed again

@@ -1,0 +1,141 @@
+"""What the console makes of resilience activity: the config snapshot processes pull, and
+breaker transitions turned into history rows and incident events.
+
+A transition becomes an event of the source that reported it (the console's own source
+for its own breakers), classified as the breaker's configured error type and grouped per
+breaker and target state, so "payments-api opened" is one incident however often it
+happens, with its count and timeline.
+"""
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from incidents import services
+from incidents.ingest.normalize import normalize_native_event
+from incidents.models import ErrorType, Source
+from resilience.live import config_version
+from resilience.models import (
+    Breaker,
+    BreakerTransition,
+    DegradationFeature,
+    DegradationRule,
+    RateLimitPolicy,
+    RecoveryPolicy,
+    RetryPolicy,
+)
+
+CONSOLE_SOURCE_SLUG = "console"
+
+_LEVEL_BY_STATE = {"open": "error", "half_open": "warning", "closed": "info"}
+
+
+def config_snapshot() -> dict:
+    """Every resilience config as the JSON a Runtime applies (resilience.runtime.runtime.Runtime.apply)."""
+    return {
+        "version": config_version(),
+        "breakers": {row.name: breaker_config_dict(row) for row in Breaker.objects.all()},
+        "retry_policies": {row.name: row.to_config().to_dict() for row in RetryPolicy.objects.all()},
+        "recovery_policies": [row.to_config().to_dict() for row in RecoveryPolicy.objects.all()],
+        "degradation": {
+            "features": [row.to_config().to_dict() for row in DegradationFeature.objects.all()],
+            "rules": [row.to_config().to_dict() for row in DegradationRule.objects.all()],
+        },
+        "rate_limits": {row.name: row.to_config().to_dict() for row in RateLimitPolicy.objects.all()},
+        "error_types": [
+            {"code": code, "category": category, "transient": transient}
+            for code, category, transient in ErrorType.objects.order_by("code").values_list(
+                "code", "category", "transient"
+            )
+        ],
+    }
+
+
+def breaker_config_dict(row: Breaker) -> dict:
+    """A breaker's config as plain JSON: exception classes by dotted name, statuses as typed."""
+    config = row.to_config()
+    return {
+        "window_kind": str(config.window_kind),
+        "window_size": config.window_size,
+        "minimum_calls": config.minimum_calls,
+        "failure_rate_threshold": config.failure_rate_threshold,
+        "slow_call_rate_threshold": config.slow_call_rate_threshold,
+        "slow_call_duration": config.slow_call_duration,
+        "consecutive_failures": config.consecutive_failures,
+        "wait_duration": config.wait_duration,
+        "wait_multiplier": config.wait_multiplier,
+        "max_wait_duration": config.max_wait_duration,
+        "automatic_half_open": config.automatic_half_open,
+        "max_half_open_duration": config.max_half_open_duration,
+        "permitted_calls_in_half_open": config.permitted_calls_in_half_open,
+        "success_threshold": config.success_threshold,
+        "call_timeout": config.call_timeout,
+        "record_exceptions": [_dotted(spec) for spec in config.record_exceptions],
+        "ignore_exceptions": [_dotted(spec) for spec in config.ignore_exceptions],
+        "failure_statuses": list(config.failure_statuses),
+    }
+
+
+def _dotted(spec) -> str:
+    if isinstance(spec, str):
+        return spec
+    return spec.__qualname__ if spec.__module__ == "builtins" else f"{spec.__module__}.{spec.__qualname__}"
+
+
+def console_source() -> Source:
+    """The source the console's own events belong to, created on first use."""
+    source = Source.objects.filter(slug=CONSOLE_SOURCE_SLUG).first()
+    if source is None:
+        source, _key = services.source_create(name="Incident console", slug=CONSOLE_SOURCE_SLUG)
+    return source
+
+
+def transition_record(
+    *,
+    source: Source,
+    breaker_name: str,
+    from_state: str,
+    to_state: str,
+    mode: str,
+    generation: int,
+    reason: str,
+    process: str,
+    at: datetime,
+) -> BreakerTransition:
+    """Keep a transition in the breaker's history and report it as an event of `source`."""
+    breaker = Breaker.objects.filter(name=breaker_name).select_related("error_type").first()
+    with transaction.atomic():
+        row = BreakerTransition.objects.create(
+            breaker_name=breaker_name,
+            breaker=breaker,
+            from_state=from_state,
+            to_state=to_state,
+            mode=mode,
+            generation=generation,
+            reason=reason[:500],
+            process=process[:200],
+            at=at,
+        )
+    event = _transition_event(breaker_name, breaker, from_state, to_state, mode, reason, process, at)
+    error_type = breaker.error_type.code if breaker and breaker.error_type else None
+    services.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
+    return row
+
+
+def _transition_event(breaker_name, breaker, from_state, to_state, mode, reason, process, at) -> dict:
+    verb = {"open": "opened", "half_open": "is probing", "closed": "closed"}.get(to_state, to_state)
+    message = f"circuit breaker {breaker_name} {verb}" + (f": {reason}" if reason else "")
+    return normalize_native_event(
+        {
+            "message": message,
+            "level": _LEVEL_BY_STATE.get(to_state, "warning"),
+            "logger": "resilience.breaker",
+            "component": (breaker.component if breaker else "") or breaker_name,
+            "timestamp": at.astimezone(UTC).isoformat(),
+            "server_name": process[:200],
+            "tags": {"breaker": breaker_name, "from_state": from_state, "to_state": to_state, "mode": mode},
+            "fingerprint": ["circuit-breaker", breaker_name, to_state],
+        },
+        received_at=timezone.now(),
+    )
