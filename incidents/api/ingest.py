@@ -73,6 +73,13 @@ def _lookup_key(public_key: str) -> IngestKey | None:
     return key
 
 
+def source_for_bearer_key(authorization: str | None) -> Source:
+    """The source an `Authorization: Bearer <ingest key>` header stands for; IngestError 401/403 otherwise."""
+    authorization = authorization or ""
+    public_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    return _authenticate(public_key, None)
+
+
 def _authenticate(public_key: str | None, source_id: int | None) -> Source:
     """Return the source the key may send to, or raise 401 for no or unknown keys and 403 for refused ones."""
     if not public_key:
@@ -148,9 +155,7 @@ def _sentry_store(request: IngestRequest, source_id: int) -> dict:
 
 def _native_events(request: IngestRequest, source_id: None = None) -> dict:
     """Accept one event or a batch in the console's own JSON format."""
-    authorization = request.header("Authorization") or ""
-    public_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
-    source = _authenticate(public_key, None)
+    source = source_for_bearer_key(request.header("Authorization"))
     raw_events = parse_native(_read(request), max_events=settings.INGEST_MAX_BATCH_EVENTS)
     received_at = timezone.now()
     prefix = len(raw_events) > 1

@@ -1,0 +1,107 @@
+"""Endpoints for processes that run the resilience runtime away from the console's database.
+
+    GET  /api/v1/resilience/config/       the config snapshot; ETag, 304 on If-None-Match
+    POST /api/v1/resilience/transitions/  {"transitions": [...]} a client's breaker transitions
+
+Both take `Authorization: Bearer <ingest key>`: a service already holds its source's key
+to report errors, and transitions become events of that source.
+"""
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from incidents.api.ingest import source_for_bearer_key
+from incidents.ingest.decoding import decode_json
+from incidents.ingest.errors import IngestError
+from resilience.live import config_version
+from resilience.models import BreakerState
+from resilience.reporting import config_snapshot, transition_record
+
+MAX_TRANSITIONS = 100
+MAX_BODY_BYTES = 256 * 1024
+_STATES = set(BreakerState.State.values)
+_MODES = set(BreakerState.Mode.values)
+
+
+def _error(error: IngestError) -> JsonResponse:
+    return JsonResponse(error.as_dict(), status=error.status)
+
+
+@require_GET
+def config(request: HttpRequest) -> HttpResponse:
+    """The snapshot every Runtime applies; cheap to poll with If-None-Match."""
+    try:
+        source_for_bearer_key(request.headers.get("Authorization"))
+    except IngestError as error:
+        return _error(error)
+    etag = f'"resilience-config-{config_version()}"'
+    if request.headers.get("If-None-Match") == etag:
+        return HttpResponse(status=304, headers={"ETag": etag})
+    snapshot = config_snapshot()
+    # The snapshot's own version may be newer than the ETag read above; name it by what it holds.
+    etag = f'"resilience-config-{snapshot["version"]}"'
+    return JsonResponse(snapshot, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@csrf_exempt
+@require_POST
+def transitions(request: HttpRequest) -> JsonResponse:
+    """Record a client's transitions: each in its breaker's history and as an event of the key's source."""
+    try:
+        source = source_for_bearer_key(request.headers.get("Authorization"))
+        if len(request.body) > MAX_BODY_BYTES:
+            raise IngestError(413, "body", f"body is over the limit of {MAX_BODY_BYTES} bytes")
+        parsed = [_transition(entry, index) for index, entry in enumerate(_entries(decode_json(request.body, "body")))]
+    except IngestError as error:
+        return _error(error)
+    with transaction.atomic():  # all of them or, if storing fails, none
+        for entry in parsed:
+            transition_record(source=source, **entry)
+    return JsonResponse({"recorded": len(parsed)})
+
+
+def _entries(payload) -> list:
+    entries = payload.get("transitions") if isinstance(payload, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise IngestError(400, "transitions", "must be a non-empty list of transitions")
+    if len(entries) > MAX_TRANSITIONS:
+        raise IngestError(400, "transitions", f"{len(entries)} transitions is over the limit of {MAX_TRANSITIONS}")
+    return entries
+
+
+def _transition(entry, index: int) -> dict:
+    """Check one transition, naming the field at fault; nothing is recorded unless all are valid."""
+    prefix = f"transitions[{index}]"
+    if not isinstance(entry, dict):
+        raise IngestError(400, prefix, "must be an object")
+    name = entry.get("breaker")
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise IngestError(400, f"{prefix}.breaker", "must be a breaker name of 1 to 200 characters")
+    for field in ("from_state", "to_state"):
+        if entry.get(field) not in _STATES:
+            raise IngestError(400, f"{prefix}.{field}", f"must be one of {sorted(_STATES)}")
+    mode = entry.get("mode", "auto")
+    if mode not in _MODES:
+        raise IngestError(400, f"{prefix}.mode", f"must be one of {sorted(_MODES)}")
+    generation, at = entry.get("generation", 0), entry.get("at")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise IngestError(400, f"{prefix}.generation", "must be an integer >= 0")
+    if not isinstance(at, int | float) or isinstance(at, bool) or not 0 < at < 32503680000:
+        raise IngestError(400, f"{prefix}.at", "must be epoch seconds")
+    reason, process = entry.get("reason", ""), entry.get("process", "")
+    if not isinstance(reason, str) or not isinstance(process, str):
+        raise IngestError(400, f"{prefix}.reason", "reason and process must be strings")
+    return {
+        "breaker_name": name,
+        "from_state": entry["from_state"],
+        "to_state": entry["to_state"],
+        "mode": mode,
+        "generation": generation,
+        "reason": reason,
+        "process": process,
+        "at": datetime.fromtimestamp(at, tz=UTC),
+    }

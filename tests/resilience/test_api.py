@@ -1,0 +1,98 @@
+"""The endpoints remote processes use: the config snapshot and transition reports."""
+
+import json
+import time
+
+import pytest
+
+from incidents.models import ErrorEvent
+from resilience.models import Breaker, BreakerTransition
+from resilience.runtime.retry import RetryPolicy
+
+pytestmark = pytest.mark.django_db
+
+CONFIG = "/api/v1/resilience/config/"
+TRANSITIONS = "/api/v1/resilience/transitions/"
+
+
+def bearer(key) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {key.public_key}"}
+
+
+def test_the_snapshot_holds_every_config_in_runtime_form(client, ingest_key):
+    Breaker.objects.create(name="payments-api", failure_statuses="5xx, 429", record_exceptions="TimeoutError")
+    response = client.get(CONFIG, **bearer(ingest_key))
+    assert response.status_code == 200
+    snapshot = response.json()
+    breaker = snapshot["breakers"]["payments-api"]
+    assert (breaker["failure_statuses"], breaker["record_exceptions"]) == (["5xx", "429"], ["TimeoutError"])
+    rate_limited = RetryPolicy.from_dict(snapshot["retry_policies"]["rate_limited"])
+    assert rate_limited.retry_on_statuses == (429,)
+    assert {policy["name"] for policy in snapshot["recovery_policies"]} >= {"auth-failure-alert", "data-feed-retry"}
+    assert {"code": "NETWORK_TIMEOUT", "category": "NETWORK", "transient": True} in snapshot["error_types"]
+
+
+def test_an_unchanged_config_answers_304_and_a_change_a_new_etag(client, ingest_key):
+    etag = client.get(CONFIG, **bearer(ingest_key))["ETag"]
+    assert client.get(CONFIG, HTTP_IF_NONE_MATCH=etag, **bearer(ingest_key)).status_code == 304
+    Breaker.objects.create(name="payments-api")
+    changed = client.get(CONFIG, HTTP_IF_NONE_MATCH=etag, **bearer(ingest_key))
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert "payments-api" in changed.json()["breakers"]
+
+
+@pytest.mark.parametrize("url", [CONFIG, TRANSITIONS])
+def test_every_endpoint_needs_an_ingest_key(client, url):
+    response = client.get(url) if url == CONFIG else client.post(url, "{}", content_type="application/json")
+    assert response.status_code == 401
+    assert response.json()["field"] == "sentry_key"
+
+
+def transition(**fields) -> dict:
+    return {
+        "breaker": "payments-api",
+        "from_state": "closed",
+        "to_state": "open",
+        "mode": "auto",
+        "generation": 3,
+        "reason": "failure rate 62% >= 50%",
+        "process": "worker-1:4242",
+        "at": time.time(),
+        **fields,
+    }
+
+
+def post(client, key, payload):
+    return client.post(TRANSITIONS, json.dumps(payload), content_type="application/json", **bearer(key))
+
+
+def test_reported_transitions_join_the_history_and_become_events_of_the_keys_source(client, source, ingest_key):
+    response = post(
+        client, ingest_key, {"transitions": [transition(), transition(from_state="open", to_state="half_open")]}
+    )
+    assert response.json() == {"recorded": 2}
+    assert list(BreakerTransition.objects.order_by("id").values_list("to_state", "process")) == [
+        ("open", "worker-1:4242"),
+        ("half_open", "worker-1:4242"),
+    ]
+    event = ErrorEvent.objects.get(tags__to_state="open")
+    assert (event.source, event.level, event.logger) == (source, "error", "resilience.breaker")
+    assert "failure rate 62%" in event.message
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"transitions": []}, "transitions"),
+        ({"transitions": [transition(), transition(to_state="ajar")]}, "transitions[1].to_state"),
+        ({"transitions": [transition(at="yesterday")]}, "transitions[0].at"),
+        ({"transitions": [transition(generation=-1)]}, "transitions[0].generation"),
+        ({"transitions": [transition(breaker="")]}, "transitions[0].breaker"),
+        ({"transitions": [transition()] * 101}, "transitions"),
+    ],
+)
+def test_a_bad_report_is_refused_whole_naming_the_field(client, ingest_key, payload, field):
+    response = post(client, ingest_key, payload)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert not BreakerTransition.objects.exists() and not ErrorEvent.objects.exists()
