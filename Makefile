@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/admin.py
 	$(BIN)/python bench/regex.py
+	$(BIN)/python bench/breaker.py
+	$(BIN)/python bench/config_propagation.py
 
 clean:
 	rm -rf $(VENV) var
