@@ -139,3 +139,32 @@ def _transition_event(breaker_name, breaker, from_state, to_state, mode, reason,
         },
         received_at=timezone.now(),
     )
+
+
+def recovery_record(*, source: Source, kind: str, payload: dict, process: str) -> None:
+    """Report a recovery outcome or alert as an event of `source`, one incident per policy and outcome."""
+    outcome = "alert" if kind == "recovery.alert" else payload.get("outcome", "unknown")
+    level = {"alert": _ALERT_LEVELS.get(payload.get("severity", ""), "error"), "failed": "error"}.get(outcome, "info")
+    policy = str(payload.get("policy", ""))
+    event = normalize_native_event(
+        {
+            "message": f"recovery policy {policy} {outcome} for {payload.get('component')}: {payload.get('error')}",
+            "level": level,
+            "logger": "resilience.recovery",
+            "component": str(payload.get("component") or ""),
+            "server_name": process[:200],
+            "tags": {
+                "policy": policy,
+                "strategy": str(payload.get("strategy", "")),
+                "outcome": outcome,
+                "error_type": str(payload.get("error_type", "")),
+            },
+            "fingerprint": ["recovery", policy, outcome],
+        },
+        received_at=timezone.now(),
+    )
+    error_type = payload.get("error_type") if outcome != "recovered" else None
+    services.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
+
+
+_ALERT_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "info": "info"}

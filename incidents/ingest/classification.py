@@ -10,7 +10,7 @@ it (the cache is dropped on save and delete).
 import time
 from dataclasses import dataclass
 
-from incidents.classify import Classification, ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
+from incidents.classify import CRITICAL, Classification, ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
 from incidents.grouping import group
 
 RULES_CACHE_SECONDS = 1.0
@@ -54,7 +54,8 @@ def classify_and_group(event: dict, *, error_type: str | None = None) -> dict:
     current = _current_rules()
     info = current.catalog.get(error_type) if error_type else None
     if info is not None:
-        classification = Classification(error_type=info.code, category=info.category, severity=info.default_severity)
+        severity = max(info.default_severity, CRITICAL) if event.get("level") == "fatal" else info.default_severity
+        classification = Classification(error_type=info.code, category=info.category, severity=severity)
     else:
         classification = classify(event, current.rules, current.catalog)
     grouping = group(event)

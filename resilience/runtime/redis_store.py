@@ -10,6 +10,7 @@ path of a breaker never calls the store, so it makes no network round trip.
 
 import logging
 import threading
+import time
 import weakref
 from dataclasses import fields
 
@@ -17,6 +18,7 @@ from resilience.runtime.state import Mode, SharedState, State, StateCallback, st
 
 logger = logging.getLogger(__name__)
 
+CATCH_UP_SECONDS = 5.0
 _FIELDS = [field.name for field in fields(SharedState)]
 _INTEGER_FIELDS = {field.name for field in fields(SharedState) if field.type in (int, "int")}
 
@@ -135,6 +137,13 @@ class RedisStateStore:
         if self._listener is not None:
             self._listener.join(5)
 
+    def _catch_up(self) -> float:
+        with self._lock:
+            names = list(self._subscribers)
+        for name in names:
+            self._notify(name, self.read(name))
+        return time.monotonic()
+
     def _notify(self, name: str, new: SharedState) -> None:
         with self._lock:
             if new.generation <= self._seen_generation.get(name, -1):
@@ -150,17 +159,24 @@ class RedisStateStore:
                     logger.exception("breaker state callback failed for %s", name)
 
     def _listen(self) -> None:
-        """Deliver other processes' transitions; reconnect after Redis errors."""
+        """Deliver other processes' transitions; reconnect after Redis errors.
+
+        Messages published while not subscribed are lost, so every (re)subscription, and
+        every CATCH_UP_SECONDS, reads the watched breakers once: nothing is missed for long.
+        """
         while not self._stopped.is_set():
             try:
                 subscription = self.client.pubsub(ignore_subscribe_messages=True)
                 subscription.subscribe(self.channel)
+                caught_up_at = self._catch_up()
                 while not self._stopped.is_set():
                     message = subscription.get_message(timeout=0.5)
                     if message and message["type"] == "message":
                         name = message["data"].decode()
                         if name in self._subscribers:
                             self._notify(name, self.read(name))
+                    if time.monotonic() - caught_up_at > CATCH_UP_SECONDS:
+                        caught_up_at = self._catch_up()
                 subscription.close()
             except Exception:
                 logger.warning("breaker state subscription failed; reconnecting", exc_info=True)

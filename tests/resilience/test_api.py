@@ -96,3 +96,20 @@ def test_a_bad_report_is_refused_whole_naming_the_field(client, ingest_key, payl
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert not BreakerTransition.objects.exists() and not ErrorEvent.objects.exists()
+
+
+def test_a_remote_runtime_applies_the_snapshot_whole(client, ingest_key):
+    from resilience.models import DegradationFeature, DegradationRule, RateLimitPolicy
+    from resilience.runtime.runtime import Runtime
+
+    Breaker.objects.create(name="payments-api", failure_rate_threshold=25, failure_statuses="5xx")
+    DegradationFeature.objects.create(name="checkout", breakers="payments-api", critical=True)
+    DegradationRule.objects.create(name="checkout-down", condition="critical_breaker_open", level=2)
+    RateLimitPolicy.objects.create(name="binance", limit=1200, window_seconds=60)
+    snapshot = client.get(CONFIG, **bearer(ingest_key)).json()
+    runtime = Runtime()
+    assert runtime.apply(snapshot) == []
+    assert runtime.version == snapshot["version"]
+    assert runtime.breaker("payments-api").config.failure_rate_threshold == 25
+    assert runtime.retrier("server_error").policy.max_attempts == 4
+    assert runtime.rate_limiter("binance") is not None

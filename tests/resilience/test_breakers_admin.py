@@ -21,7 +21,7 @@ def fresh_runtime():
     """Each test gets its own registry and watcher, stopped afterwards."""
     console.shutdown()
     yield
-    console.flush_transitions()
+    console.flush_reports()
     console.shutdown()
 
 
@@ -98,7 +98,7 @@ def test_operator_actions_switch_the_shared_state_and_leave_a_history(admin_clie
     assert BreakerState.objects.get(name="payments-api").state == State.HALF_OPEN
     admin_client.post(CHANGELIST, {"action": "reset", "_selected_action": [breaker.pk]})
     assert BreakerState.objects.get(name="payments-api").state == State.CLOSED
-    console.flush_transitions()
+    console.flush_reports()
     history = list(BreakerTransition.objects.order_by("at", "id").values_list("to_state", "reason", "breaker"))
     who = f"admin: {admin_user.username}"
     assert history == [
@@ -112,16 +112,16 @@ def test_operator_actions_switch_the_shared_state_and_leave_a_history(admin_clie
 
 def test_a_saved_config_applies_without_losing_the_window(db):
     row = Breaker.objects.create(name="payments-api", window_size=20, minimum_calls=10, failure_rate_threshold=50)
-    registry = console.breakers()
-    console.apply_saved_configs(registry)
-    breaker = registry.get("payments-api")
+    runtime = console.runtime()
+    console.apply_saved_config(runtime)
+    breaker = runtime.breaker("payments-api")
     for _ in range(6):
         with pytest.raises(ConnectionError):
             breaker.call(_refused)
     assert breaker.state == State.CLOSED  # 6 calls: under the minimum of 10
     row.minimum_calls = 5
     row.save()
-    assert console.apply_saved_configs(registry) == {}
+    assert console.apply_saved_config(runtime) == []
     assert breaker.metrics().calls == 6  # the window survived the new config
     with pytest.raises(ConnectionError):
         breaker.call(_refused)
@@ -130,12 +130,35 @@ def test_a_saved_config_applies_without_losing_the_window(db):
 
 def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
     row = Breaker.objects.create(name="payments-api", failure_rate_threshold=50)
-    registry = console.breakers()
-    console.apply_saved_configs(registry)
-    Breaker.objects.filter(pk=row.pk).update(record_exceptions="nowhere.MadeUpError")  # as an older process wrote it
-    errors = console.apply_saved_configs(registry)
-    assert errors["payments-api"].field == "record_exceptions"
-    assert registry.get("payments-api").config.failure_rate_threshold == 50
+    runtime = console.runtime()
+    console.apply_saved_config(runtime)
+    # As a process with another set of installed libraries saved it.
+    Breaker.objects.filter(pk=row.pk).update(record_exceptions="nowhere.MadeUpError", failure_rate_threshold=10)
+    Breaker.objects.create(name="search-api", failure_rate_threshold=30)
+    errors = console.apply_saved_config(runtime)
+    assert [error.field for error in errors] == ["breakers.payments-api.record_exceptions"]
+    assert runtime.breaker("payments-api").config.failure_rate_threshold == 50
+    assert runtime.breaker("search-api").config.failure_rate_threshold == 30  # the others still apply
+
+
+def test_a_recovery_alert_becomes_an_incident_of_its_error_type(digest):
+    from incidents.models import Incident
+    from resilience.exceptions import ApiError
+
+    runtime = console.runtime()
+    console.apply_saved_config(runtime)  # the seeded auth-failure-alert policy
+
+    def fetch_prices():
+        raise ApiError("unauthorized", status_code=401)
+
+    with pytest.raises(ApiError):
+        runtime.recovery.execute(fetch_prices, component="prices")
+    console.flush_reports()
+    digest()
+    alert = Incident.objects.get(source__slug="console", title__contains="alert for")
+    assert (alert.error_type.code, alert.severity) == ("API_AUTH", 50)  # critical, as the policy says
+    failed = Incident.objects.get(source__slug="console", title__contains="failed for")
+    assert failed.error_type.code == "API_AUTH"  # the error still reached the application
 
 
 def _refused():
@@ -151,7 +174,7 @@ def test_transitions_become_one_incident_per_breaker_and_state_with_the_breakers
     for _ in range(2):
         breaker.force_open(reason="maintenance")
         breaker.reset(reason="maintenance over")
-    console.flush_transitions()
+    console.flush_reports()
     digest()
     opened = Incident.objects.get(source__slug="console", title__contains="opened")
     assert (opened.error_type, opened.category, opened.event_count) == (server_errors, server_errors.category, 2)
