@@ -1,7 +1,10 @@
 """Per-source ingest quotas: a fixed one-minute window counted in Redis, or in memory.
 
 Redis is shared by every web process; the in-memory counter serves the embedded
-default, which runs a single web process.
+default, which runs a single web process. Redis calls go through the "redis" circuit
+breaker (configured in admin): when Redis is slow or down, each process counts on its
+own instead, so ingest keeps accepting events with approximate quotas rather than
+failing or waiting on a dead connection.
 """
 
 import threading
@@ -31,9 +34,18 @@ class _RedisCounter:
     def __init__(self, url: str) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(url)
+        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._local = _MemoryCounter()
 
     def add(self, key: str, amount: int, window: int) -> int:
+        from resilience.console import REDIS_BREAKER, breaker
+
+        try:
+            return breaker(REDIS_BREAKER).call(self._add_shared, key, amount, window)
+        except Exception:  # Redis down, or the breaker open: its transition is the incident to look at
+            return self._local.add(key, amount, window)
+
+    def _add_shared(self, key: str, amount: int, window: int) -> int:
         redis_key = f"quota:{key}:{window}"
         pipe = self._client.pipeline(transaction=False)
         pipe.incrby(redis_key, amount)

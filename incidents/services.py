@@ -4,10 +4,12 @@ Views, admin actions, tasks and commands call these functions and nothing else
 to change state; each incident change leaves a timeline entry naming its actor.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 from django.conf import settings
@@ -37,6 +39,9 @@ class IncidentTransitionError(ValueError):
 
 
 # Sources and keys
+
+
+logger = logging.getLogger(__name__)
 
 
 def source_create(
@@ -94,10 +99,22 @@ def events_store(
 
 
 def digest_enqueue() -> None:
-    """Enqueue the digest task."""
+    """Enqueue the digest task; if the broker cannot take it, the once-a-minute schedule digests instead.
+
+    The events are already stored: a broker outage may delay their digest, never fail their ingest.
+    """
     from django_q.tasks import async_task
 
-    async_task("incidents.tasks.digest_events", task_name="digest events", group="digest")
+    enqueue = partial(async_task, "incidents.tasks.digest_events", task_name="digest events", group="digest")
+    try:
+        if settings.REDIS_URL:
+            from resilience.console import REDIS_BREAKER, breaker
+
+            breaker(REDIS_BREAKER).call(enqueue)
+        else:
+            enqueue()
+    except Exception:
+        logger.warning("could not enqueue the digest; the schedule will run it", exc_info=True)
 
 
 class DigestWaker:

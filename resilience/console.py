@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
+# The console's own dependencies, each behind a breaker seeded in admin.
+REDIS_BREAKER = "redis"
+
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _watcher: ConfigWatcher | None = None

@@ -47,11 +47,13 @@ def _publish(version: int) -> None:
         return
     import redis
 
+    from resilience.console import REDIS_BREAKER, breaker
+
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
-        client.publish(CHANNEL, str(version))
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        breaker(REDIS_BREAKER).call(client.publish, CHANNEL, str(version))
         client.close()
-    except redis.RedisError:
+    except Exception:
         # Watchers still see the change at their next poll.
         logger.warning("could not publish resilience config version %s", version, exc_info=True)
 

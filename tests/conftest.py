@@ -58,3 +58,12 @@ def fresh_rules():
     from incidents.ingest.classification import forget_rules
 
     forget_rules()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def stop_console_runtime(django_db_setup):
+    """Stop the console runtime's threads before the test database goes away."""
+    yield
+    from resilience import console
+
+    console.shutdown()

@@ -48,7 +48,7 @@ def test_a_valid_breaker_is_saved_and_bumps_the_config_version(admin_client):
     before = config_version()
     response = admin_client.post(ADD, form_data())
     assert response.status_code == 302
-    assert Breaker.objects.get().to_config().window_size == 20
+    assert Breaker.objects.get(name="payments-api").to_config().window_size == 20
     assert config_version() > before
 
 
@@ -67,7 +67,7 @@ def test_an_invalid_config_is_refused_naming_the_field(admin_client, field, valu
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert field in errors and limit in " ".join(errors[field])
-    assert not Breaker.objects.exists()
+    assert not Breaker.objects.filter(name="payments-api").exists()
 
 
 def test_a_half_open_cap_shorter_than_the_call_timeout_is_refused(admin_client):
