@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/regex.py
 	$(BIN)/python bench/breaker.py
 	$(BIN)/python bench/config_propagation.py
+	$(BIN)/python bench/alerting.py
 
 clean:
 	rm -rf $(VENV) var

@@ -5,6 +5,7 @@ WAL mode, in-memory channel layer, django-q2 ORM broker). `DATABASE_URL` and
 `REDIS_URL` switch it to PostgreSQL and Redis.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -194,6 +195,8 @@ INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)
 # How often each process reads other processes' breaker transitions from the database store (seconds).
 RESILIENCE_STATE_POLL_SECONDS = env_float("RESILIENCE_STATE_POLL_SECONDS", 0.25, minimum=0.01)
+# How often each process reports its breakers' window figures (calls, failures) to the console.
+RESILIENCE_WINDOW_REPORT_SECONDS = env_float("RESILIENCE_WINDOW_REPORT_SECONDS", 5.0, minimum=0.1)
 # Where breakers share transitions, forced modes and half-open permits: "database" or "redis".
 RESILIENCE_STATE_STORE = env_str("RESILIENCE_STATE_STORE", "database")
 if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STORE == "redis" and not REDIS_URL):
@@ -201,5 +204,43 @@ if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STOR
 # Each web process wakes the digest at most this often (seconds), and once after its last event:
 # longer means bigger, cheaper batches; events still reach their incidents within about this long.
 DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)
+# A worker's claim on a notification attempt; one that dies mid-send is retried after it (seconds).
+NOTIFICATION_LEASE_SECONDS = env_float("NOTIFICATION_LEASE_SECONDS", 60.0, minimum=0.1)
 # Extra key names whose values are scrubbed, on top of the built-in list.
 SCRUB_EXTRA_KEYS = env_list("SCRUB_EXTRA_KEYS", [])
+
+# Notification transports (incidents/transports)
+# Which class delivers each channel kind, by dotted path; replace one to customise a kind.
+NOTIFICATION_TRANSPORTS = {
+    "webhook": "incidents.transports.webhook.WebhookTransport",
+    "slack": "incidents.transports.slack.SlackTransport",
+    "pagerduty": "incidents.transports.pagerduty.PagerDutyTransport",
+    "email": "incidents.transports.email.EmailTransport",
+    "alertmanager": "incidents.transports.alertmanager.AlertmanagerTransport",
+}
+# Connect and read timeout of one notification attempt (seconds); the whole answer is read within it too.
+NOTIFICATION_TIMEOUT_SECONDS = env_float("NOTIFICATION_TIMEOUT_SECONDS", 5.0, minimum=0.01)
+# Channel URLs may only reach public addresses, so a typed-in URL cannot probe the console's own network.
+# These CIDRs (e.g. "10.20.0.0/16,fd00::/8") and host names are exempt, for receivers inside it.
+NOTIFICATION_ALLOWED_NETWORKS = env_list("NOTIFICATION_ALLOWED_NETWORKS", [])
+NOTIFICATION_ALLOWED_HOSTS = env_list("NOTIFICATION_ALLOWED_HOSTS", [])
+for _cidr in NOTIFICATION_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"NOTIFICATION_ALLOWED_NETWORKS: {_exc}") from None
+# A PEM file of CA certificates trusted for https channels on top of the system ones, e.g. an internal CA.
+NOTIFICATION_CA_FILE = env_str("NOTIFICATION_CA_FILE", "")
+# Email channels send through this SMTP server; without EMAIL_HOST the console cannot email anyone.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
+# Django's default is no timeout at all: a silent mail server would hang a worker for good.
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")

@@ -631,3 +631,6 @@ class ErrorEventAdmin(admin.ModelAdmin):
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/incidents/errorevent/detail.html", context)
+
+
+from incidents import admin_alerting  # noqa: E402,F401

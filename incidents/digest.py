@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest, Least
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from incidents import services
@@ -25,6 +25,7 @@ from incidents.models import (
     IncidentHour,
     IncidentMinute,
     IncidentUser,
+    Source,
     SourceMinute,
 )
 
@@ -98,18 +99,21 @@ def _user_hash(user: dict) -> str:
     return ""
 
 
-def digest_pending(*, batch_size: int = 1000) -> int:
-    """Digest every pending event, batch by batch; return how many were digested."""
+def digest_pending(*, batch_size: int = 1000, touched: set[tuple[int, int]] | None = None) -> int:
+    """Digest every pending event, batch by batch; return how many were digested.
+
+    `touched` collects the (source id, error type id) pairs digested, for alert evaluation.
+    """
     categories = dict(ErrorType.objects.values_list("id", "category"))
     total = 0
     while True:
-        done = _digest_batch(categories, batch_size)
+        done = _digest_batch(categories, batch_size, touched if touched is not None else set())
         total += done
         if done < batch_size:
             return total
 
 
-def _digest_batch(categories: dict[int, str], batch_size: int) -> int:
+def _digest_batch(categories: dict[int, str], batch_size: int, touched: set[tuple[int, int]]) -> int:
     with transaction.atomic():
         _take_digest_lock()
         events = list(ErrorEvent.objects.filter(incident__isnull=True).order_by("id").only(*_EVENT_FIELDS)[:batch_size])
@@ -121,8 +125,10 @@ def _digest_batch(categories: dict[int, str], batch_size: int) -> int:
         _record_environments(groups, incidents)
         _write_rollups(groups, incidents)
         _update_incidents(groups, incidents, new_users)
+        _update_sources(groups)
         _attach_events(groups, incidents)
         _apply_lifecycle(groups, incidents)
+    touched.update((g.source_id, g.error_type_id) for g in groups.values())
     return len(events)
 
 
@@ -209,19 +215,32 @@ def _upsert_incidents(groups: dict[tuple[int, str], _Group]) -> dict[tuple[int, 
 
 def _record_users(groups, incidents) -> dict[int, int]:
     """Insert unseen user hashes and return how many were new per incident."""
-    rows = [(incidents[key].pk, user_hash) for key, g in groups.items() for user_hash in sorted(g.user_hashes)]
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [
+        (incidents[key].pk, user_hash, adapt(g.last_seen))
+        for key, g in groups.items()
+        for user_hash in sorted(g.user_hashes)
+    ]
     if not rows:
         return {}
     table = IncidentUser._meta.db_table
-    placeholders = ", ".join(["(%s, %s)"] * len(rows))
+    placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
     params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (incident_id, user_hash) VALUES {placeholders} "
+            f"INSERT INTO {table} (incident_id, user_hash, last_seen) VALUES {placeholders} "
             "ON CONFLICT (incident_id, user_hash) DO NOTHING RETURNING incident_id",
             params,
         )
         inserted = cursor.fetchall()
+        # Users seen before: their last_seen moves on, for "distinct users in the window" alert rules.
+        cursor.execute(
+            f"WITH v(incident_id, user_hash, last_seen) AS (VALUES {placeholders}) "
+            f"UPDATE {table} SET last_seen = v.last_seen FROM v "
+            f"WHERE {table}.incident_id = v.incident_id AND {table}.user_hash = v.user_hash "
+            f"AND ({table}.last_seen IS NULL OR {table}.last_seen < v.last_seen)",
+            params,
+        )
     new_users: dict[int, int] = {}
     for (incident_id,) in inserted:
         new_users[incident_id] = new_users.get(incident_id, 0) + 1
@@ -275,6 +294,17 @@ def _write_rollups(groups, incidents) -> None:
         ["source_id", "error_type_id", "severity", "environment", "minute"],
         [(*k, v) for k, v in sorted(source_counts.items())],
     )
+
+
+def _update_sources(groups) -> None:
+    """Move each source's last_event_at on: absence rules read it."""
+    newest: dict[int, datetime] = {}
+    for g in groups.values():
+        newest[g.source_id] = max(newest.get(g.source_id, g.last_seen), g.last_seen)
+    for source_id, last_seen in sorted(newest.items()):
+        Source.objects.filter(pk=source_id).update(
+            last_event_at=Greatest(Coalesce("last_event_at", last_seen), last_seen)
+        )
 
 
 def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:

@@ -64,6 +64,10 @@ class Source(models.Model):
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last post to the heartbeat URL: a dead man's switch for jobs."
+    )
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Newest event digested.")
 
     class Meta:
         ordering = ["name"]
@@ -271,9 +275,11 @@ class IncidentUser(models.Model):
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
     user_hash = models.CharField(max_length=40)
+    last_seen = models.DateTimeField(null=True, help_text="Distinct users in a window are counted by this.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["incident", "user_hash"], name="incident_user_unique")]
+        indexes = [models.Index(fields=["last_seen"], name="incident_user_seen")]
 
 
 class IncidentActivity(models.Model):
@@ -411,3 +417,266 @@ class SourceMinute(models.Model):
             models.Index(fields=["minute"], name="source_minute_time"),
             models.Index(fields=["source", "minute"], name="source_minute_source_time"),
         ]
+
+
+class LiveMessage(models.Model):
+    """One message of the live stream, recorded in the transaction that caused it.
+
+    The increasing id is the stream's position: a browser that reconnects with the last id
+    it saw is sent every later message, in order. Old messages expire on a schedule.
+    """
+
+    topic = models.CharField(max_length=64)  # "breaker.transition", "incident.updated", ...
+    key = models.CharField(max_length=250, help_text="What the message is about; bursts are coalesced per key.")
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.topic} {self.key}"
+
+
+class NotificationChannel(models.Model):
+    """Where alerts are sent: a webhook, Slack, PagerDuty, email or an Alertmanager receiver."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook (JSON)"
+        SLACK = "slack", "Slack incoming webhook"
+        PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
+        EMAIL = "email", "Email"
+        ALERTMANAGER = "alertmanager", "Alertmanager-compatible webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True, help_text="Settings of the kind: url, routing_key, to ...")
+    min_severity = models.PositiveSmallIntegerField(
+        choices=Severity.choices, default=Severity.INFO, help_text="Alerts below this severity are not sent here."
+    )
+    default_for = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Severities (e.g. ["CRITICAL", "HIGH"]) whose alerts come here when their rule names no channel.',
+    )
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True, help_text="Why the console disabled it.")
+    consecutive_permanent_failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=1000, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["webhook", "slack", "pagerduty", "email", "alertmanager"]),
+                name="channel_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def breaker_name(self) -> str:
+        """Deliveries to this channel go through this breaker (configurable in admin under that name)."""
+        return f"notify:{self.name}"
+
+    def clean(self) -> None:
+        from incidents.transports.base import transport_class
+        from resilience.exceptions import ConfigError
+
+        try:
+            transport_class(self.kind).validate(self.config)
+        except ConfigError as error:
+            raise ValidationError({"config": f"{error.field}: {error.reason}"}) from error
+        if not isinstance(self.default_for, list):
+            raise ValidationError({"default_for": f"must be a list of severities from {Severity.names}"})
+        unknown = [name for name in self.default_for if name not in Severity.names]
+        if unknown:
+            raise ValidationError({"default_for": f"unknown severities {unknown}; use {Severity.names}"})
+
+
+class AlertRule(models.Model):
+    """When to tell someone: a windowed value of a selection compared with thresholds."""
+
+    class Target(models.TextChoices):
+        EVENTS = "events", "Events matching the filters"
+        ABSENCE = "absence", "No events (or heartbeats) for longer than the window"
+        BREAKERS = "breakers", "Circuit breakers open"
+        DEGRADATION = "degradation", "Degradation level"
+
+    class Value(models.TextChoices):
+        COUNT = "count", "Event count in the window"
+        RATE = "rate", "Events per minute over the window"
+        INCIDENTS = "incidents", "Distinct incidents in the window"
+        USERS = "users", "Distinct users in the window"
+        RATIO = "ratio", "Percent of the source's events in the window"
+
+    class Comparator(models.TextChoices):
+        GT = "gt", ">"
+        GTE = "gte", ">="
+        LT = "lt", "<"
+        LTE = "lte", "<="
+
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True)
+    target = models.CharField(max_length=16, choices=Target.choices, default=Target.EVENTS)
+    # Filters (empty: any).
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE, related_name="alert_rules")
+    error_type = models.ForeignKey(ErrorType, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=16, choices=Category.choices, blank=True)
+    min_severity = models.PositiveSmallIntegerField(choices=Severity.choices, null=True, blank=True)
+    environment = models.CharField(max_length=64, blank=True)
+    breaker = models.CharField(max_length=200, blank=True, help_text="Breaker name for breaker rules; empty: any.")
+    heartbeat = models.BooleanField(
+        default=False, help_text="Absence rules: watch the source's heartbeat URL instead of its events."
+    )
+    value = models.CharField(max_length=16, choices=Value.choices, default=Value.COUNT)
+    window_minutes = models.PositiveIntegerField(
+        default=5, help_text="1 = per minute, 60 = per hour, 1440 = per day; any whole number of minutes."
+    )
+    comparator = models.CharField(max_length=4, choices=Comparator.choices, default=Comparator.GT)
+    warning_threshold = models.FloatField(null=True, blank=True)
+    critical_threshold = models.FloatField(null=True, blank=True)
+    resolve_threshold = models.FloatField(
+        null=True, blank=True, help_text="Resolves once the value is back past this; empty: the firing threshold."
+    )
+    pending_for = models.PositiveIntegerField(default=0, help_text="Seconds the condition must hold before firing.")
+    keep_firing_for = models.PositiveIntegerField(default=0, help_text="Seconds to keep firing after it stops.")
+    cooldown = models.PositiveIntegerField(default=3600, help_text="Seconds between repeat notifications.")
+    group_by = models.JSONField(default=list, blank=True, help_text='Any of "source", "error_type", "incident".')
+    send_resolved = models.BooleanField(default=True)
+    channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="rules")
+    summary_template = models.CharField(
+        max_length=500, default="{{ rule }}: {{ value }} (threshold {{ threshold }})", help_text="Django template."
+    )
+    runbook_template = models.CharField(max_length=500, blank=True, help_text="Django template: text or URL.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(window_minutes__gte=1), name="rule_window_positive"),
+            models.CheckConstraint(
+                condition=~Q(target="events")
+                | Q(warning_threshold__isnull=False)
+                | Q(critical_threshold__isnull=False),
+                name="rule_has_a_threshold",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from incidents.alerting import rule_errors
+
+        errors = rule_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class Alert(models.Model):
+    """One rule's state for one group (a source, an error type, an incident, or everything)."""
+
+    class State(models.TextChoices):
+        INACTIVE = "inactive"
+        PENDING = "pending"
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    group_key = models.CharField(max_length=200, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.INACTIVE)
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices, null=True, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    active_at = models.DateTimeField(null=True, blank=True, help_text="When the condition started to hold.")
+    fired_at = models.DateTimeField(null=True, blank=True)
+    last_met_at = models.DateTimeField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    history = models.CharField(max_length=21, blank=True, help_text="Last evaluations, newest last: 1 met, 0 not.")
+    flapping = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "group_key"], name="alert_per_rule_group")]
+        indexes = [models.Index(fields=["state", "rule"], name="alert_state_rule")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} {self.group_key}".strip()
+
+
+class Silence(models.Model):
+    """Holds notifications of matching alerts for a time, or every week in a maintenance window."""
+
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.CASCADE, related_name="silences")
+    matchers = models.JSONField(
+        default=dict, blank=True, help_text='Alert labels that must all match, e.g. {"source": "checkout"}.'
+    )
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    weekdays = models.JSONField(
+        default=list, blank=True, help_text="Recurring: ISO weekdays (1 = Monday) on which the window applies."
+    )
+    daily_start = models.TimeField(null=True, blank=True, help_text="Recurring: start of the window each day (UTC).")
+    daily_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Recurring: window length.")
+    comment = models.CharField(max_length=500)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="silence_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(daily_start__isnull=True, daily_minutes__isnull=True)
+                | Q(daily_start__isnull=False, daily_minutes__gte=1, daily_minutes__lte=1440),
+                name="silence_recurrence_whole",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.comment
+
+
+class Notification(models.Model):
+    """One delivery attempt of one alert message to one channel."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"  # waiting for next_attempt_at
+        SENDING = "sending"  # claimed by a worker until lease_until
+        SENT = "sent"
+        RETRIED = "retried"  # failed; the next attempt is a new row
+        FAILED = "failed"  # failed for good
+        HELD = "held"  # silenced, flapping or acknowledged when its turn came
+
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=16)  # firing, resolved, acknowledged, test
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    message = models.JSONField(help_text="What is sent, rendered when the alert changed.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.CharField(max_length=1000, blank=True)
+    error = models.CharField(max_length=1000, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+            models.Index(fields=["alert", "-created_at"], name="notification_alert_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.channel} (attempt {self.attempt})"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,9 +21,14 @@ from django.utils.text import slugify
 from incidents import storage
 from incidents.ingest.classification import classify_and_group
 from incidents.models import (
+    Alert,
     Incident,
     IncidentActivity,
     IngestKey,
+    Notification,
+    NotificationChannel,
+    Severity,
+    Silence,
     Source,
 )
 
@@ -107,12 +112,9 @@ def digest_enqueue() -> None:
 
     enqueue = partial(async_task, "incidents.tasks.digest_events", task_name="digest events", group="digest")
     try:
-        if settings.REDIS_URL:
-            from resilience.console import REDIS_BREAKER, breaker
+        from resilience.console import through_redis
 
-            breaker(REDIS_BREAKER).call(enqueue)
-        else:
-            enqueue()
+        through_redis(enqueue)  # the Redis broker, when configured
     except Exception:
         logger.warning("could not enqueue the digest; the schedule will run it", exc_info=True)
 
@@ -304,3 +306,98 @@ def incident_regress(*, incident: Incident, by: Actor) -> Incident:
         regressed=True,
         resolved_at=None,
     )
+
+
+# Alerts
+
+
+class AlertTransitionError(ValueError):
+    """The requested change does not apply to the alert in its current state."""
+
+
+def _actor_name(by: Actor) -> str:
+    return _actor_fields(by)["actor"]
+
+
+def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
+    """Stop a firing alert's repeat notifications; tell channels that got the firing one. Return those queued."""
+    from incidents.alerting import notifications_create, was_notified
+
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)
+        if locked.state != Alert.State.FIRING:
+            raise AlertTransitionError(f"only a firing alert can be acknowledged; this one is {locked.state}")
+        if locked.acknowledged_at is not None:
+            return []
+        locked.acknowledged_at, locked.acknowledged_by = timezone.now(), _actor_name(by)
+        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        queued = (
+            notifications_create(alert=locked, event="acknowledged", now=timezone.now()) if was_notified(locked) else []
+        )
+    alert.refresh_from_db()
+    return queued
+
+
+def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
+    """Resolve a pending or firing alert by hand; a sent firing notification is followed by a resolved one."""
+    from incidents.alerting import notifications_create, was_notified
+
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)
+        if locked.state not in (Alert.State.PENDING, Alert.State.FIRING):
+            raise AlertTransitionError(f"only a pending or firing alert can be resolved; this one is {locked.state}")
+        notify = locked.state == Alert.State.FIRING and locked.rule.send_resolved and was_notified(locked)
+        now = timezone.now()
+        locked.state, locked.resolved_at = Alert.State.RESOLVED, now
+        locked.acknowledged_by = locked.acknowledged_by or _actor_name(by)
+        locked.save(update_fields=["state", "resolved_at", "acknowledged_by"])
+        queued = notifications_create(alert=locked, event="resolved", now=now) if notify else []
+    alert.refresh_from_db()
+    return queued
+
+
+def alert_silence(*, alert: Alert, by: Actor, duration: timedelta, comment: str = "") -> Silence:
+    """Hold notifications of this alert (its rule and labels) for `duration`."""
+    now = timezone.now()
+    return Silence.objects.create(
+        rule=alert.rule,
+        matchers={key: str(value) for key, value in (alert.labels or {}).items()},
+        starts_at=now,
+        ends_at=now + duration,
+        comment=comment or f"silenced from alert {alert.pk}",
+        created_by=_actor_name(by),
+    )
+
+
+def channel_test(*, channel: NotificationChannel, by: Actor) -> Notification:
+    """Queue a test message to `channel`; delivery sends it like any other."""
+    message = {
+        "event": "test",
+        "dedup_key": f"test-{channel.pk}-{uuid4().hex[:12]}",
+        "rule": "test notification",
+        "severity": "info",
+        "summary": f"Test notification from the incident console, sent by {_actor_name(by)}",
+        "runbook": "",
+        "value": None,
+        "threshold": None,
+        "labels": {"channel": channel.name},
+        "started_at": timezone.now().isoformat(),
+        "ended_at": None,
+        "url": settings.CONSOLE_URL,
+    }
+    return Notification.objects.create(channel=channel, event="test", severity=Severity.INFO, message=message)
+
+
+def source_heartbeat(*, source: Source) -> None:
+    """Record that a source's job is alive (its heartbeat URL was called)."""
+    Source.objects.filter(pk=source.pk).update(last_heartbeat_at=timezone.now())
+
+
+def channel_enable(*, channel: NotificationChannel, by: Actor) -> NotificationChannel:
+    """Turn a channel on again, clearing the permanent-failure count and the reason it was disabled."""
+    NotificationChannel.objects.filter(pk=channel.pk).update(
+        enabled=True, consecutive_permanent_failures=0, disabled_reason=""
+    )
+    logger.info("notification channel %s enabled again by %s", channel.name, _actor_name(by))
+    channel.refresh_from_db()
+    return channel

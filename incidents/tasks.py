@@ -1,8 +1,26 @@
 """django-q2 task functions: they take ids, refetch, and call services."""
 
+from incidents import alerting, delivery
 from incidents.digest import digest_pending
 
 
 def digest_events() -> int:
-    """Digest every pending event."""
-    return digest_pending()
+    """Digest every pending event, then evaluate the alert rules those events touch (once per digest)."""
+    touched: set[tuple[int, int]] = set()
+    digested = digest_pending(touched=touched)
+    if touched:
+        rule_ids = alerting.rules_touched(touched)
+        if rule_ids:
+            delivery.deliver(alerting.evaluate_rules(rule_ids))
+    return digested
+
+
+def sweep_alerts() -> int:
+    """Evaluate every enabled rule (time-driven moves) and deliver what is due or was left mid-send."""
+    delivery.deliver(alerting.evaluate_rules())
+    return delivery.deliver_due()
+
+
+def deliver_notifications(notification_ids: list[int]) -> int:
+    """Deliver the given notification attempts."""
+    return delivery.deliver(notification_ids)

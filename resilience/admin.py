@@ -15,6 +15,7 @@ from resilience.models import (
     RecoveryPolicy,
     RetryPolicy,
 )
+from resilience.selectors import failure_rate, with_window_totals
 
 STYLES = {"all": ["incidents/admin.css", "resilience/admin.css"]}
 
@@ -45,7 +46,7 @@ class TransitionInline(admin.TabularInline):
 
 @admin.register(Breaker)
 class BreakerAdmin(admin.ModelAdmin):
-    list_display = ["name", "state", "last_reason", "failure_rate_threshold", "wait_duration", "component"]
+    list_display = ["name", "state", "failure_rate", "calls", "last_reason", "failure_rate_threshold", "component"]
     search_fields = ["name", "component", "description"]
     inlines = [TransitionInline]
     actions = ["force_open", "force_closed", "reset", "back_to_auto"]
@@ -84,7 +85,7 @@ class BreakerAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         shared = BreakerState.objects.filter(name=OuterRef("name"))
-        return (
+        return with_window_totals(
             super()
             .get_queryset(request)
             .annotate(
@@ -97,6 +98,19 @@ class BreakerAdmin(admin.ModelAdmin):
     @admin.display(description="state", ordering="shared_state")
     def state(self, obj: Breaker) -> str:
         return state_badge(obj.shared_state, obj.shared_mode)
+
+    @admin.display(description="failure rate")
+    def failure_rate(self, obj: Breaker) -> str:
+        rate = failure_rate(obj.window_calls, obj.window_failures)
+        if rate is None:
+            return "no calls"
+        over = rate >= obj.failure_rate_threshold
+        return format_html('<span class="{}">{} %</span>', "breaker-rate-over" if over else "", rate)
+
+    @admin.display(description="calls in window", ordering="window_calls")
+    def calls(self, obj: Breaker) -> str:
+        # Summed over every process reporting: each keeps its own window.
+        return f"{obj.window_calls} ({obj.window_failures} failed, {obj.window_slow_calls} slow)"
 
     @admin.display(description="last reason")
     def last_reason(self, obj: Breaker) -> str:

@@ -2,6 +2,7 @@
 
     GET  /api/v1/resilience/config/       the config snapshot; ETag, 304 on If-None-Match
     POST /api/v1/resilience/transitions/  {"transitions": [...]} a client's breaker transitions
+    POST /api/v1/resilience/windows/      {"process": ..., "windows": [...]} its breakers' window figures
 
 Both take `Authorization: Bearer <ingest key>`: a service already holds its source's key
 to report errors, and transitions become events of that source.
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,9 +21,11 @@ from incidents.ingest.decoding import decode_json
 from incidents.ingest.errors import IngestError
 from resilience.live import config_version
 from resilience.models import BreakerState
-from resilience.reporting import config_snapshot, transition_record
+from resilience.reporting import config_snapshot, transition_record, windows_record
 
 MAX_TRANSITIONS = 100
+MAX_WINDOWS = 1000
+MAX_COUNT = 2**31 - 1
 MAX_BODY_BYTES = 256 * 1024
 _STATES = set(BreakerState.State.values)
 _MODES = set(BreakerState.Mode.values)
@@ -79,8 +83,7 @@ def _transition(entry, index: int) -> dict:
     if not isinstance(entry, dict):
         raise IngestError(400, prefix, "must be an object")
     name = entry.get("breaker")
-    if not isinstance(name, str) or not 0 < len(name) <= 200:
-        raise IngestError(400, f"{prefix}.breaker", "must be a breaker name of 1 to 200 characters")
+    _breaker_name(name, f"{prefix}.breaker")
     for field in ("from_state", "to_state"):
         if entry.get(field) not in _STATES:
             raise IngestError(400, f"{prefix}.{field}", f"must be one of {sorted(_STATES)}")
@@ -105,3 +108,58 @@ def _transition(entry, index: int) -> dict:
         "process": process,
         "at": datetime.fromtimestamp(at, tz=UTC),
     }
+
+
+@csrf_exempt
+@require_POST
+def windows(request: HttpRequest) -> JsonResponse:
+    """Keep a client process's latest window figures, replacing its previous report."""
+    try:
+        source_for_bearer_key(request.headers.get("Authorization"))
+        if len(request.body) > MAX_BODY_BYTES:
+            raise IngestError(413, "body", f"body is over the limit of {MAX_BODY_BYTES} bytes")
+        payload = decode_json(request.body, "body")
+        process, entries = _window_report(payload)
+        parsed = [_window(entry, index) for index, entry in enumerate(entries)]
+    except IngestError as error:
+        return _error(error)
+    windows_record(process=process, windows=parsed, at=timezone.now())
+    return JsonResponse({"recorded": len(parsed)})
+
+
+def _window_report(payload) -> tuple[str, list]:
+    if not isinstance(payload, dict):
+        raise IngestError(400, "body", "must be an object with process and windows")
+    process, entries = payload.get("process"), payload.get("windows")
+    if not isinstance(process, str) or not 0 < len(process) <= 200:
+        raise IngestError(400, "process", "must be the reporting process, 1 to 200 characters")
+    if not isinstance(entries, list) or not entries:
+        raise IngestError(400, "windows", "must be a non-empty list of window reports")
+    if len(entries) > MAX_WINDOWS:
+        raise IngestError(400, "windows", f"{len(entries)} windows is over the limit of {MAX_WINDOWS}")
+    return process, entries
+
+
+def _window(entry, index: int) -> dict:
+    """Check one window report, naming the field at fault; nothing is kept unless all are valid."""
+    prefix = f"windows[{index}]"
+    if not isinstance(entry, dict):
+        raise IngestError(400, prefix, "must be an object")
+    _breaker_name(entry.get("breaker"), f"{prefix}.breaker")
+    if entry.get("state") not in _STATES:
+        raise IngestError(400, f"{prefix}.state", f"must be one of {sorted(_STATES)}")
+    if entry.get("mode") not in _MODES:
+        raise IngestError(400, f"{prefix}.mode", f"must be one of {sorted(_MODES)}")
+    for field in ("calls", "failures", "slow_calls", "not_permitted"):
+        value = entry.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+            raise IngestError(400, f"{prefix}.{field}", f"must be an integer from 0 to {MAX_COUNT}")
+    for field in ("failures", "slow_calls"):
+        if entry[field] > entry["calls"]:
+            raise IngestError(400, f"{prefix}.{field}", "cannot be more than calls")
+    return {key: entry[key] for key in ("breaker", "state", "mode", "calls", "failures", "slow_calls", "not_permitted")}
+
+
+def _breaker_name(name, field: str) -> None:
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise IngestError(400, field, "must be a breaker name of 1 to 200 characters")

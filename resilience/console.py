@@ -8,7 +8,10 @@ second, keeping breaker state and window counts.
 
 Breaker transitions and recovery outcomes are recorded by a background thread: in the
 transition history, and as events of the console's own source. Reports arrive inside
-the protected call's path, which must not wait for the database.
+the protected call's path, which must not wait for the database. A second thread makes
+the time-driven moves (automatic half-open, the half-open time limit) when they are due,
+and reports the breakers' window figures every RESILIENCE_WINDOW_REPORT_SECONDS for
+admin, API and dashboard to add up across processes.
 """
 
 import logging
@@ -23,6 +26,7 @@ from django.conf import settings
 
 from resilience.live import ConfigWatcher
 from resilience.runtime.breaker import BreakerRegistry, CircuitBreaker
+from resilience.runtime.events import config_refused_event, window_reports
 from resilience.runtime.runtime import Runtime, set_runtime
 
 logger = logging.getLogger(__name__)
@@ -35,11 +39,12 @@ REDIS_BREAKER = "redis"
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _watcher: ConfigWatcher | None = None
+_housekeeper: "_Housekeeper | None" = None
 
 
 def runtime() -> Runtime:
     """This process's runtime, started on first use."""
-    global _runtime, _watcher
+    global _runtime, _watcher, _housekeeper
     if _runtime is None:
         with _lock:
             if _runtime is None:
@@ -47,6 +52,7 @@ def runtime() -> Runtime:
                 started = Runtime(store=_make_store(), clock=time.time, reporter=_recorder.record)
                 set_runtime(started)
                 _watcher = ConfigWatcher(lambda version: apply_saved_config(started)).start()
+                _housekeeper = _Housekeeper(started).start()
                 _runtime = started
     return _runtime
 
@@ -54,6 +60,13 @@ def runtime() -> Runtime:
 def breaker(name: str) -> CircuitBreaker:
     """The breaker called `name`, with the config saved in admin (defaults until one is saved)."""
     return runtime().breaker(name)
+
+
+def through_redis(fn, /, *args, **kwargs):
+    """Call `fn` through the Redis breaker when the console uses Redis (it talks to Redis then), else directly."""
+    if settings.REDIS_URL:
+        return breaker(REDIS_BREAKER).call(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
 
 
 def breakers() -> BreakerRegistry:
@@ -67,21 +80,46 @@ def apply_saved_config(target: Runtime) -> list:
     errors = target.apply(config_snapshot())
     for error in errors:
         logger.error("resilience config refused, last good config kept: %s", error)
+        if _first_report_of(error):
+            _recorder.record("config.refused", config_refused_event(error))
     return errors
 
 
+_reported_refusals: set[tuple[str, str]] = set()
+
+
+def _first_report_of(error) -> bool:
+    """Report each refusal once per process: every later config change would otherwise repeat it."""
+    with _lock:
+        key = (error.field, error.reason)
+        if key in _reported_refusals:
+            return False
+        _reported_refusals.add(key)
+        return True
+
+
+def report_windows(target: Runtime) -> None:
+    """Queue the window figures of every breaker `target` has for recording."""
+    windows = window_reports(target.breakers)
+    if windows:
+        _recorder.record("breaker.windows", {"windows": windows, "wall_time": time.time()})
+
+
 def shutdown() -> None:
-    """Stop this process's watcher and forget its runtime (tests, and processes that fork)."""
-    global _runtime, _watcher
+    """Stop this process's threads and forget its runtime (tests, and processes that fork)."""
+    global _runtime, _watcher, _housekeeper
     with _lock:
         if _watcher is not None:
             _watcher.stop()
+        if _housekeeper is not None:
+            _housekeeper.stop()
         if _runtime is not None:
             store = _runtime.breakers.store
             if hasattr(store, "close"):
                 store.close()
             set_runtime(None)
-        _runtime = _watcher = None
+        _reported_refusals.clear()
+        _runtime = _watcher = _housekeeper = None
 
 
 def _make_store():
@@ -92,6 +130,38 @@ def _make_store():
     from resilience.stores import DatabaseStateStore
 
     return DatabaseStateStore()
+
+
+class _Housekeeper:
+    """Makes the runtime's time-driven breaker moves and reports its windows, from a daemon thread."""
+
+    def __init__(self, target: Runtime):
+        self._target = target
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="resilience-housekeeper", daemon=True)
+
+    def start(self) -> "_Housekeeper":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        next_report = time.monotonic() + settings.RESILIENCE_WINDOW_REPORT_SECONDS
+        while not self._stopped.wait(settings.RESILIENCE_STATE_POLL_SECONDS):
+            try:
+                self._target.breakers.poll()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + settings.RESILIENCE_WINDOW_REPORT_SECONDS
+                    report_windows(self._target)
+            except Exception:
+                logger.exception("resilience housekeeping failed")
+            finally:
+                connection.close()  # a due transition went through the database store
 
 
 class _Recorder:
@@ -136,7 +206,7 @@ class _Recorder:
 
 
 def _write(kind: str, payload: dict) -> None:
-    from resilience.reporting import console_source, recovery_record, transition_record
+    from resilience.reporting import console_source, event_record, recovery_record, transition_record, windows_record
 
     if kind == "breaker.transition":
         transition_record(
@@ -150,11 +220,30 @@ def _write(kind: str, payload: dict) -> None:
             process=PROCESS,
             at=datetime.fromtimestamp(payload["wall_time"], tz=UTC),
         )
+    elif kind == "breaker.windows":
+        windows_record(
+            process=PROCESS, windows=payload["windows"], at=datetime.fromtimestamp(payload["wall_time"], UTC)
+        )
+    elif kind == "config.refused":
+        event_record(source=console_source(), event={**payload, "server_name": PROCESS})
     elif kind.startswith("recovery."):
         recovery_record(source=console_source(), kind=kind, payload=payload, process=PROCESS)
 
 
 _recorder = _Recorder()
+
+
+def _forget_parent_runtime() -> None:
+    """A forked process starts its own runtime: the parent's threads did not come along."""
+    global _runtime, _watcher, _housekeeper, _recorder, _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _runtime = _watcher = _housekeeper = None
+    _recorder = _Recorder()
+    _reported_refusals.clear()
+    set_runtime(None)
+
+
+os.register_at_fork(after_in_child=_forget_parent_runtime)
 
 
 def flush_reports(timeout: float = 10) -> None:

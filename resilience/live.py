@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from incidents import live
 from resilience.models import ConfigVersion
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def config_version_bump() -> int:
         if not updated:  # the row is created by a migration; a flushed test database lacks it
             ConfigVersion.objects.get_or_create(id=ConfigVersion.SINGLETON_ID, defaults={"version": 1})
         version = config_version()
+        # Browsers watching the console hear of it on the live stream; running processes through _publish.
+        live.publish(topic="config.changed", key="resilience-config", payload={"version": version})
         transaction.on_commit(lambda: _publish(version))
     return version
 

@@ -223,9 +223,45 @@ class BreakerTransition(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["breaker_name", "-at"], name="transition_breaker_time")]
+        constraints = [
+            # A client that resends a batch it got no answer for must not double the history.
+            models.UniqueConstraint(fields=["breaker_name", "process", "generation"], name="transition_once")
+        ]
 
     def __str__(self) -> str:
         return f"{self.breaker_name}: {self.from_state} -> {self.to_state}"
+
+
+class BreakerWindow(models.Model):
+    """The latest sliding-window figures one process reported for one breaker.
+
+    Windows stay in each process (sharing every call would cost a round trip per call),
+    so processes report them every few seconds and admin, API and dashboard add up the
+    fresh reports: calls and failures across every process that uses the breaker.
+    """
+
+    breaker_name = models.CharField(max_length=200)
+    process = models.CharField(max_length=200, help_text="Host and pid of the reporting process.")
+    reported_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=BreakerState.State.choices)
+    mode = models.CharField(max_length=16, choices=BreakerState.Mode.choices)
+    calls = models.PositiveIntegerField()
+    failures = models.PositiveIntegerField()
+    slow_calls = models.PositiveIntegerField()
+    not_permitted = models.PositiveBigIntegerField(help_text="Calls refused since the process started.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["breaker_name", "process"], name="breaker_window_per_process"),
+            models.CheckConstraint(
+                condition=models.Q(failures__lte=models.F("calls")) & models.Q(slow_calls__lte=models.F("calls")),
+                name="breaker_window_counts_within_calls",
+            ),
+        ]
+        indexes = [models.Index(fields=["reported_at"], name="breaker_window_reported")]
+
+    def __str__(self) -> str:
+        return f"{self.breaker_name} in {self.process}"
 
 
 class ValidatedByRuntime(models.Model):

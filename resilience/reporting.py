@@ -1,5 +1,5 @@
 """What the console makes of resilience activity: the config snapshot processes pull, and
-breaker transitions turned into history rows and incident events.
+breaker transitions turned into history rows, live messages and incident events.
 
 A transition becomes an event of the source that reported it (the console's own source
 for its own breakers), classified as the breaker's configured error type and grouped per
@@ -7,28 +7,36 @@ breaker and target state, so "payments-api opened" is one incident however often
 happens, with its count and timeline.
 """
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from incidents import services
+from incidents import live, services
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorType, Source
 from resilience.live import config_version
 from resilience.models import (
     Breaker,
     BreakerTransition,
+    BreakerWindow,
     DegradationFeature,
     DegradationRule,
     RateLimitPolicy,
     RecoveryPolicy,
     RetryPolicy,
 )
+from resilience.runtime.events import recovery_event
 
 CONSOLE_SOURCE_SLUG = "console"
+# Event ids of transitions derive from what identifies the transition, so a resend is stored once.
+_TRANSITION_EVENTS = uuid.UUID("5d0c1c9e-7c1e-4f57-9a59-3b0c2f1b8e11")
 
 _LEVEL_BY_STATE = {"open": "error", "half_open": "warning", "closed": "info"}
+# A process that stopped reporting windows is forgotten after a day.
+WINDOW_REPORTS_KEPT = timedelta(days=1)
+_WINDOW_FIELDS = ["reported_at", "state", "mode", "calls", "failures", "slow_calls", "not_permitted"]
 
 
 def config_snapshot() -> dict:
@@ -106,21 +114,41 @@ def transition_record(
     """Keep a transition in the breaker's history and report it as an event of `source`."""
     breaker = Breaker.objects.filter(name=breaker_name).select_related("error_type").first()
     with transaction.atomic():
-        row = BreakerTransition.objects.create(
+        row, created = BreakerTransition.objects.get_or_create(
             breaker_name=breaker_name,
-            breaker=breaker,
-            from_state=from_state,
-            to_state=to_state,
-            mode=mode,
-            generation=generation,
-            reason=reason[:500],
             process=process[:200],
-            at=at,
+            generation=generation,
+            defaults={
+                "breaker": breaker,
+                "from_state": from_state,
+                "to_state": to_state,
+                "mode": mode,
+                "reason": reason[:500],
+                "at": at,
+            },
         )
+        if created:
+            _publish_transition(row, source)
+    if not created:
+        return row  # a resent report: recorded, and reported as an event, the first time
     event = _transition_event(breaker_name, breaker, from_state, to_state, mode, reason, process, at)
+    event["event_id"] = uuid.uuid5(_TRANSITION_EVENTS, f"{breaker_name}|{process}|{generation}")
     error_type = breaker.error_type.code if breaker and breaker.error_type else None
     services.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
     return row
+
+
+def _publish_transition(row: BreakerTransition, source: Source) -> None:
+    payload = {
+        "breaker": row.breaker_name,
+        "from_state": row.from_state,
+        "to_state": row.to_state,
+        "mode": row.mode,
+        "reason": row.reason,
+        "process": row.process,
+        "at": row.at.isoformat(),
+    }
+    live.publish(topic="breaker.transition", key=f"breaker:{row.breaker_name}", payload=payload, source_id=source.pk)
 
 
 def _transition_event(breaker_name, breaker, from_state, to_state, mode, reason, process, at) -> dict:
@@ -143,28 +171,43 @@ def _transition_event(breaker_name, breaker, from_state, to_state, mode, reason,
 
 def recovery_record(*, source: Source, kind: str, payload: dict, process: str) -> None:
     """Report a recovery outcome or alert as an event of `source`, one incident per policy and outcome."""
-    outcome = "alert" if kind == "recovery.alert" else payload.get("outcome", "unknown")
-    level = {"alert": _ALERT_LEVELS.get(payload.get("severity", ""), "error"), "failed": "error"}.get(outcome, "info")
-    policy = str(payload.get("policy", ""))
-    event = normalize_native_event(
-        {
-            "message": f"recovery policy {policy} {outcome} for {payload.get('component')}: {payload.get('error')}",
-            "level": level,
-            "logger": "resilience.recovery",
-            "component": str(payload.get("component") or ""),
-            "server_name": process[:200],
-            "tags": {
-                "policy": policy,
-                "strategy": str(payload.get("strategy", "")),
-                "outcome": outcome,
-                "error_type": str(payload.get("error_type", "")),
-            },
-            "fingerprint": ["recovery", policy, outcome],
-        },
-        received_at=timezone.now(),
+    recovered = payload.get("outcome") == "recovered"
+    event_record(
+        source=source,
+        event={**recovery_event(kind, payload), "server_name": process[:200]},
+        error_type=None if recovered else payload.get("error_type"),
     )
-    error_type = payload.get("error_type") if outcome != "recovered" else None
-    services.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
 
 
-_ALERT_LEVELS = {"critical": "fatal", "error": "error", "warning": "warning", "info": "info"}
+def event_record(*, source: Source, event: dict, error_type: str | None = None) -> None:
+    """Store one native runtime report as an event of `source`, classified as `error_type` when given."""
+    received_at = timezone.now()
+    services.events_store(
+        source=source,
+        events=[normalize_native_event(event, received_at=received_at)],
+        received_at=received_at,
+        error_type=error_type,
+    )
+
+
+def windows_record(*, process: str, windows: list[dict], at: datetime) -> None:
+    """Keep each breaker's latest window figures from `process`, replacing its previous report."""
+    rows = [
+        BreakerWindow(
+            breaker_name=window["breaker"],
+            process=process[:200],
+            reported_at=at,
+            state=window["state"],
+            mode=window["mode"],
+            calls=window["calls"],
+            failures=window["failures"],
+            slow_calls=window["slow_calls"],
+            not_permitted=window["not_permitted"],
+        )
+        for window in windows
+    ]
+    with transaction.atomic():
+        BreakerWindow.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["breaker_name", "process"], update_fields=_WINDOW_FIELDS
+        )
+        BreakerWindow.objects.filter(reported_at__lt=at - WINDOW_REPORTS_KEPT).delete()

@@ -7,4 +7,5 @@ from resilience import api
 urlpatterns = [
     path("api/v1/resilience/config/", api.config, name="resilience-config"),
     path("api/v1/resilience/transitions/", api.transitions, name="resilience-transitions"),
+    path("api/v1/resilience/windows/", api.windows, name="resilience-windows"),
 ]

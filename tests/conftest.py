@@ -60,10 +60,12 @@ def fresh_rules():
     forget_rules()
 
 
-@pytest.fixture(autouse=True, scope="session")
-def stop_console_runtime(django_db_setup):
-    """Stop the console runtime's threads before the test database goes away."""
+@pytest.fixture(autouse=True)
+def stop_console_runtime():
+    """Stop the console runtime a test started (the Redis breaker starts one), so its housekeeper
+    cannot write window reports into the next test's database."""
     yield
     from resilience import console
 
     console.shutdown()
+    console.flush_reports()

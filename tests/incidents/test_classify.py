@@ -35,6 +35,7 @@ from incidents.ingest.normalize import normalize_native_event, normalize_sentry_
 from incidents.models import ClassificationRule, ErrorType, Severity
 
 SEED = importlib.import_module("incidents.migrations.0002_seed_catalog")
+ALERT_SEED = importlib.import_module("incidents.migrations.0009_seed_alerting")
 
 
 # Events as the SDK sends them
@@ -363,6 +364,7 @@ def test_the_seeded_catalog_and_rules_pass_their_own_validation():
 def test_the_seed_migration_removes_what_it_created_when_reversed():
     from django.apps import apps
 
+    ALERT_SEED.unseed(apps, None)  # a rollback reverses the later seed of alert rules first
     SEED.unseed(apps, None)
     assert not ErrorType.objects.exists()
     assert not ClassificationRule.objects.exists()

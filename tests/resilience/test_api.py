@@ -6,7 +6,7 @@ import time
 import pytest
 
 from incidents.models import ErrorEvent
-from resilience.models import Breaker, BreakerTransition
+from resilience.models import Breaker, BreakerTransition, BreakerWindow
 from resilience.runtime.retry import RetryPolicy
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,9 @@ def post(client, key, payload):
 
 def test_reported_transitions_join_the_history_and_become_events_of_the_keys_source(client, source, ingest_key):
     response = post(
-        client, ingest_key, {"transitions": [transition(), transition(from_state="open", to_state="half_open")]}
+        client,
+        ingest_key,
+        {"transitions": [transition(), transition(from_state="open", to_state="half_open", generation=4)]},
     )
     assert response.json() == {"recorded": 2}
     assert list(BreakerTransition.objects.order_by("id").values_list("to_state", "process")) == [
@@ -113,3 +115,67 @@ def test_a_remote_runtime_applies_the_snapshot_whole(client, ingest_key):
     assert runtime.breaker("payments-api").config.failure_rate_threshold == 25
     assert runtime.retrier("server_error").policy.max_attempts == 4
     assert runtime.rate_limiter("binance") is not None
+
+
+def test_a_resent_report_is_recorded_once(client, ingest_key):
+    payload = {"transitions": [transition()]}
+    assert post(client, ingest_key, payload).json() == {"recorded": 1}
+    assert post(client, ingest_key, payload).status_code == 200  # the client never heard the first answer
+    assert BreakerTransition.objects.count() == 1
+    assert ErrorEvent.objects.count() == 1
+
+
+WINDOWS = "/api/v1/resilience/windows/"
+
+
+def window(**fields) -> dict:
+    return {
+        "breaker": "payments-api",
+        "state": "closed",
+        "mode": "auto",
+        "calls": 10,
+        "failures": 4,
+        "slow_calls": 1,
+        "not_permitted": 0,
+        **fields,
+    }
+
+
+def post_windows(client, key, payload):
+    return client.post(WINDOWS, json.dumps(payload), content_type="application/json", **bearer(key))
+
+
+def test_a_clients_window_report_replaces_its_previous_one(client, ingest_key):
+    assert post_windows(client, ingest_key, {"process": "shop-1:7", "windows": [window()]}).json() == {"recorded": 1}
+    assert post_windows(client, ingest_key, {"process": "shop-1:7", "windows": [window(calls=12)]}).status_code == 200
+    post_windows(client, ingest_key, {"process": "shop-2:9", "windows": [window(calls=3, failures=0)]})
+    reports = BreakerWindow.objects.filter(process__startswith="shop-").order_by("process")
+    assert list(reports.values_list("process", "calls", "failures")) == [("shop-1:7", 12, 4), ("shop-2:9", 3, 0)]
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"windows": [window()]}, "process"),
+        ({"process": "p", "windows": []}, "windows"),
+        ({"process": "p", "windows": [window(), window(calls=-1)]}, "windows[1].calls"),
+        ({"process": "p", "windows": [window(failures=11)]}, "windows[0].failures"),
+        ({"process": "p", "windows": [window(state="ajar")]}, "windows[0].state"),
+        ({"process": "p", "windows": [window(calls="10")]}, "windows[0].calls"),
+        ({"process": "p", "windows": [window(breaker="")]}, "windows[0].breaker"),
+        ({"process": "p", "windows": [window()] * 1001}, "windows"),
+    ],
+)
+def test_a_bad_window_report_is_refused_whole_naming_the_field(client, ingest_key, payload, field):
+    reports_before = BreakerWindow.objects.count()
+    response = post_windows(client, ingest_key, payload)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert BreakerWindow.objects.count() == reports_before
+
+
+def test_window_reports_need_an_ingest_key(client):
+    response = client.post(
+        WINDOWS, json.dumps({"process": "p", "windows": [window()]}), content_type="application/json"
+    )
+    assert response.status_code == 401

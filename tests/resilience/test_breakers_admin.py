@@ -1,13 +1,19 @@
 """Breakers in admin: validated config, state badges, operator switches, live application in this process."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
+from incidents.models import ErrorEvent
 from resilience import console
 from resilience.live import config_version
 from resilience.models import Breaker, BreakerState, BreakerTransition
+from resilience.reporting import windows_record
 from resilience.runtime.state import State
+from tests.support import wait_until
 
 # The console's runtime writes from its own threads, which need committed rows.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -139,6 +145,45 @@ def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
     assert [error.field for error in errors] == ["breakers.payments-api.record_exceptions"]
     assert runtime.breaker("payments-api").config.failure_rate_threshold == 50
     assert runtime.breaker("search-api").config.failure_rate_threshold == 30  # the others still apply
+    console.flush_reports()
+    reported = ErrorEvent.objects.get(logger="resilience.config")  # operators see it, not just the log
+    assert (reported.source.slug, reported.tags["field"]) == ("console", "breakers.payments-api.record_exceptions")
+    assert "nowhere.MadeUpError" in reported.message
+
+
+def test_the_list_shows_failure_rate_and_calls_summed_over_the_processes_reporting(admin_client):
+    Breaker.objects.create(name="payments-api", window_size=100, minimum_calls=50, failure_rate_threshold=50)
+    runtime = console.runtime()
+    console.apply_saved_config(runtime)
+    breaker = runtime.breaker("payments-api")
+    for _ in range(3):
+        breaker.call(lambda: "ok")
+        with pytest.raises(ConnectionError):
+            breaker.call(_refused)
+    console.report_windows(runtime)
+    console.flush_reports()
+    window = {"breaker": "payments-api", "state": "closed", "mode": "auto", "slow_calls": 1, "not_permitted": 0}
+    now = timezone.now()
+    windows_record(process="web-2:77", windows=[{**window, "calls": 4, "failures": 0}], at=now)
+    # A process that stopped reporting an hour ago no longer counts.
+    windows_record(process="gone:1", windows=[{**window, "calls": 90, "failures": 90}], at=now - timedelta(hours=1))
+    row = admin_client.get(CHANGELIST).content.decode()
+    assert "30.0 %" in row  # 3 failures in 6 + 4 calls
+    assert "10 (3 failed, 1 slow)" in row
+
+
+def test_a_due_half_open_happens_without_waiting_for_a_call(db):
+    Breaker.objects.create(
+        name="payments-api", window_size=1, minimum_calls=1, wait_duration=0.2, automatic_half_open=True
+    )
+    runtime = console.runtime()
+    console.apply_saved_config(runtime)
+    breaker = runtime.breaker("payments-api")
+    with pytest.raises(ConnectionError):
+        breaker.call(_refused)
+    assert BreakerState.objects.get(name="payments-api").state == State.OPEN
+    # No call is made from here on: the console's housekeeping thread makes the move when it is due.
+    assert wait_until(lambda: BreakerState.objects.get(name="payments-api").state == State.HALF_OPEN)
 
 
 def test_a_recovery_alert_becomes_an_incident_of_its_error_type(digest):

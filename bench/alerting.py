@@ -1,0 +1,229 @@
+"""Alerting benchmark: from the event that crosses a threshold to the webhook a receiver gets,
+and a full sweep of 1,000 rules over rollups of 1,000,000 events.
+
+    .venv/bin/python bench/alerting.py [--trials 30] [--skip-sweep]
+
+Latency, once with the django-q2 ORM broker and once with the Redis broker: recreates the
+PostgreSQL database `console_bench_alerts` (BENCH_ALERTS_DATABASE_URL), starts granian on
+config.wsgi and a qcluster, creates a rule (any event, grouped per incident) routed to a
+webhook receiver on loopback, then posts one event of a new incident at a time and measures
+the time from the POST to the receiver getting the firing notification. Prints p50/p95/max.
+
+Sweep: fills SourceMinute with rollups adding up to 1,000,000 events over the last day
+(20 sources x 30 error types x 4 severities), creates 1,000 enabled rules of every value
+kind, windows and filters, and times `evaluate_rules()` over all of them. Prints the time.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import recreate_database, stop_tree, wait_for_port  # noqa: E402
+
+DATABASE_URL = os.environ.get("BENCH_ALERTS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/console_bench_alerts")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Receiver(ThreadingHTTPServer):
+    """Records when each notification arrived."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.arrivals: list[tuple[float, dict]] = []
+        self.arrived = threading.Condition()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 30) -> float:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.arrivals) >= count, timeout):
+                raise TimeoutError(f"notification {count} did not arrive within {timeout} s")
+            return self.arrivals[count - 1][0]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.arrived:
+            self.server.arrivals.append((time.time(), body))
+            self.server.arrived.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def env_for(broker: str) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "Q_CLUSTER_NAME": f"bench-alerts-{broker}",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "NOTIFICATION_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "PYTHONPATH": str(ROOT),
+    }
+    if broker == "redis":
+        env["REDIS_URL"] = REDIS_URL
+    else:
+        env.pop("REDIS_URL", None)
+        env.pop("RESILIENCE_STATE_STORE", None)
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+SETUP = """
+from incidents import services
+from incidents.models import AlertRule, NotificationChannel
+source, key = services.source_create(name="Bench")
+hook = NotificationChannel.objects.create(name="bench-hook", kind="webhook", config={"url": %r})
+rule = AlertRule.objects.create(name="any event", source=source, window_minutes=1, comparator="gte",
+                                warning_threshold=1, group_by=["incident"], cooldown=3600)
+rule.channels.add(hook)
+print(key.public_key)
+"""
+
+
+def latency(broker: str, trials: int) -> list[float]:
+    recreate_database(DATABASE_URL)
+    env = env_for(broker)
+    manage(env, "migrate", "--noinput")
+    receiver = Receiver()
+    key = manage(env, "shell", "-c", SETUP % f"http://127.0.0.1:{receiver.server_address[1]}/hook").split()[-1]
+    port = _free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "config.wsgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True)
+    try:
+        wait_for_port(port)
+        _post_event(port, key, "warm-up")
+        receiver.wait_for(1, timeout=60)
+        latencies = []
+        for trial in range(trials):
+            started = time.time()
+            _post_event(port, key, f"trial {trial} {uuid.uuid4().hex}")
+            latencies.append(receiver.wait_for(trial + 2) - started)
+        return latencies
+    finally:
+        stop_tree(web)
+        stop_tree(worker)
+        receiver.shutdown()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post_event(port: int, key: str, fingerprint: str) -> None:
+    body = json.dumps({"message": f"payment failed: {fingerprint}", "level": "error", "fingerprint": [fingerprint]})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/events/",
+        data=body.encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def sweep() -> tuple[float, int]:
+    """Time one evaluation of 1,000 rules over rollups of 1,000,000 events."""
+    recreate_database(DATABASE_URL)
+    env = env_for("orm")
+    manage(env, "migrate", "--noinput")
+    os.environ.update({"DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from incidents import alerting, services
+    from incidents.models import AlertRule, ErrorType, SourceMinute
+
+    sources = [services.source_create(name=f"Source {i}")[0] for i in range(20)]
+    types = list(ErrorType.objects.all()[:30])
+    now = timezone.now().replace(second=0, microsecond=0)
+    combos = [(s, t, sev) for s in sources for t in types for sev in (20, 30, 40, 50)]
+    cells = [(now - timedelta(minutes=minute), combo) for minute in range(0, 1440, 24) for combo in combos]
+    per_cell, extra = divmod(1_000_000, len(cells))  # 60 minutes of the day carry exactly 1,000,000 events
+    rows = [
+        SourceMinute(
+            source=s, error_type=t, severity=sev, environment="production", minute=at, count=per_cell + (i < extra)
+        )
+        for i, (at, (s, t, sev)) in enumerate(cells)
+    ]
+    SourceMinute.objects.bulk_create(rows, batch_size=5000)
+    total = sum(row.count for row in rows)
+    rng = random.Random(7)
+    values = ["count", "rate", "ratio", "incidents", "users"]
+    AlertRule.objects.bulk_create(
+        [
+            AlertRule(
+                name=f"rule {i}",
+                source=rng.choice([None, *sources]),
+                error_type=rng.choice([None, None, *types]),
+                min_severity=rng.choice([None, 30, 40, 50]),
+                value=values[i % len(values)],
+                window_minutes=rng.choice([1, 5, 60, 1440]),
+                comparator="gt",
+                warning_threshold=rng.choice([10, 100, 1000]),
+                group_by=rng.choice([[], ["source"], ["error_type"]]) if i % 5 < 3 else [],
+            )
+            for i in range(1000)
+        ]
+    )
+    alerting.evaluate_rules()  # the first sweep creates the alerts; the scheduled ones after it update them
+    started = time.perf_counter()
+    alerting.evaluate_rules()
+    return time.perf_counter() - started, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args()
+    for broker in ("orm", "redis"):
+        figures = sorted(latency(broker, args.trials))
+        p95 = figures[max(0, round(0.95 * len(figures)) - 1)]
+        print(
+            f"event -> webhook, {broker} broker, {len(figures)} trials: "
+            f"p50 {statistics.median(figures) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {figures[-1] * 1000:.0f} ms"
+        )
+    if not args.skip_sweep:
+        seconds, events = sweep()
+        print(f"sweep of 1,000 enabled rules over rollups of {events:,} events: {seconds * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

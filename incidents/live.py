@@ -1,0 +1,46 @@
+"""The live stream's outbox: `publish()` records a message and tells the web processes after commit.
+
+A message is a row of LiveMessage written inside the transaction that caused it, so it
+exists exactly when the change does; its id orders the stream. Once the transaction
+commits, the id is sent to the "live" group of the channel layer, where consumers pick
+it up. Whatever misses that signal (a worker process on the in-memory layer, a dropped
+Redis message) is still in the table for consumers to read by id.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from incidents.models import LiveMessage
+
+logger = logging.getLogger(__name__)
+
+GROUP = "live"
+
+
+def publish(
+    *, topic: str, key: str, payload: dict, source_id: int | None = None, incident_id: int | None = None
+) -> LiveMessage:
+    """Record a live message now and signal it to consumers once the surrounding transaction commits."""
+    message = LiveMessage.objects.create(
+        topic=topic, key=key[:250], payload=payload, source_id=source_id, incident_id=incident_id
+    )
+    transaction.on_commit(lambda: _signal(message))
+    return message
+
+
+def _signal(message: LiveMessage) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    send = async_to_sync(layer.group_send)
+    signal = {"type": "live.message", "id": message.id, "topic": message.topic}
+    try:
+        from resilience.console import through_redis
+
+        through_redis(send, GROUP, signal)  # the Redis channel layer, when configured
+    except Exception:
+        # The message is committed; consumers find it by id when they next read the table.
+        logger.warning("could not signal live message %s", message.id, exc_info=True)
