@@ -1,8 +1,7 @@
 """Alert rules: their values from the rollups, and the alert state machine.
 
-An evaluation measures a rule's value per group (source, error type, incident, or one
-group for everything) over its window, from SourceMinute, IncidentMinute, IncidentUser,
-the breaker state table and source timestamps, never from raw events. Each group's Alert
+An evaluation measures each rule's value per group (source, error type, incident, or one
+group for everything) over its window from the rollups (incidents/alert_values.py). Each group's Alert
 then steps: inactive -> pending (held for `pending_for`) -> firing -> resolved, resolving
 only once the value is back past the resolve threshold (hysteresis) and `keep_firing_for`
 has passed. A firing alert is notified once, then again every `cooldown` until it is
@@ -17,27 +16,16 @@ ending, absence). Notifications are rows created in the alert's transaction; del
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Q
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
 
-from incidents.models import (
-    Alert,
-    AlertRule,
-    IncidentMinute,
-    IncidentUser,
-    Notification,
-    NotificationChannel,
-    Severity,
-    Silence,
-    Source,
-    SourceMinute,
-)
+from incidents.alert_values import Measured, measure_rules
+from incidents.models import MAX_WINDOW_MINUTES, Alert, AlertRule, Notification, NotificationChannel, Severity, Silence
 
 logger = logging.getLogger(__name__)
 
@@ -56,23 +44,14 @@ _COMPARE = {
 }
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A rule's value for one group."""
-
-    key: str
-    labels: dict
-    value: float
-
-
 # Validation
 
 
 def rule_errors(rule: AlertRule) -> dict[str, str]:
     """Field errors of a rule: thresholds in order, a resolve threshold on the right side, templates that render."""
     errors: dict[str, str] = {}
-    if rule.window_minutes is not None and rule.window_minutes < 1:
-        errors["window_minutes"] = "must be at least 1 minute"
+    if rule.window_minutes is not None and not 1 <= rule.window_minutes <= MAX_WINDOW_MINUTES:
+        errors["window_minutes"] = f"must be from 1 to {MAX_WINDOW_MINUTES} minutes (90 days)"
     warning, critical, resolve = rule.warning_threshold, rule.critical_threshold, rule.resolve_threshold
     if rule.target in ("events", "breakers") and warning is None and critical is None:
         errors["warning_threshold"] = "set a warning or a critical threshold (or both)"
@@ -95,6 +74,8 @@ def rule_errors(rule: AlertRule) -> dict[str, str]:
     unknown = [key for key in group_by or [] if key not in GROUP_KEYS]
     if group_by is None or unknown:
         errors["group_by"] = f"unknown group keys {unknown}; use any of {list(GROUP_KEYS)}"
+    if rule.value == "ratio" and "incident" in (group_by or []):
+        errors["group_by"] = "a ratio compares a source's events: group it by source or error type, not incident"
     if rule.target == "absence" and rule.group_by:
         errors["group_by"] = "absence rules watch one source or all sources; leave group_by empty"
     if rule.target == "absence" and rule.heartbeat and rule.source_id is None:
@@ -140,190 +121,104 @@ def rules_touched(touched: Iterable[tuple[int, int]]) -> list[int]:
     return list(rules.values_list("id", flat=True))
 
 
-# Measuring
-
-
-def measure(rule: AlertRule, now: datetime) -> list[Measured]:
-    """The rule's value per group over its window."""
-    since = _minute(now) - timedelta(minutes=rule.window_minutes - 1)
-    if rule.target == AlertRule.Target.BREAKERS:
-        return _measure_breakers(rule)
-    if rule.target == AlertRule.Target.DEGRADATION:
-        return _measure_degradation()
-    if rule.target == AlertRule.Target.ABSENCE:
-        return _measure_absence(rule, now)
-    if rule.value in ("incidents", "users") or "incident" in (rule.group_by or []):
-        return _measure_from_incident_rollups(rule, since)
-    return _measure_counts(rule, since)
-
-
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def _event_filter(rule: AlertRule, prefix: str = "") -> Q:
-    q = Q()
-    if rule.source_id:
-        q &= Q(**{f"{prefix}source_id": rule.source_id})
-    if rule.error_type_id:
-        q &= Q(**{f"{prefix}error_type_id": rule.error_type_id})
-    if rule.category:
-        q &= Q(**{f"{prefix}error_type__category": rule.category})
-    if rule.min_severity:
-        q &= Q(**{f"{prefix}severity__gte": rule.min_severity})
-    return q
-
-
-def _group_columns(rule: AlertRule, available: dict[str, str]) -> list[str]:
-    return [available[key] for key in rule.group_by or [] if key in available]
-
-
-def _measured_rows(rows, columns: list[str], value_of) -> list[Measured]:
-    """One Measured per aggregated row, labelled by its group columns (incident__source_id -> source)."""
-    measured = []
-    for row in rows:
-        labels = {column.removeprefix("incident__").removesuffix("_id"): row[column] for column in columns}
-        key = ",".join(f"{name}={value}" for name, value in labels.items())
-        measured.append(Measured(key, labels, value_of(row)))
-    if not columns and not measured:
-        measured.append(Measured("", {}, value_of({"total": 0})))
-    return measured
-
-
-def _aggregate(rows, columns: list[str], total) -> list[dict]:
-    """`total` per group of `columns`, or one row for everything when there are none."""
-    return list(rows.values(*columns).annotate(total=total)) if columns else [rows.aggregate(total=total)]
-
-
-def _per_window(rule: AlertRule):
-    per = rule.window_minutes if rule.value == "rate" else 1
-    return lambda row: (row["total"] or 0) / per
-
-
-_SOURCE_GROUPS = {"source": "source_id", "error_type": "error_type_id"}
-_INCIDENT_GROUPS = {"source": "incident__source_id", "error_type": "incident__error_type_id", "incident": "incident_id"}
-
-
-def _measure_counts(rule: AlertRule, since: datetime) -> list[Measured]:
-    rows = SourceMinute.objects.filter(_event_filter(rule), minute__gte=since)
-    if rule.environment:
-        rows = rows.filter(environment=rule.environment)
-    columns = _group_columns(rule, _SOURCE_GROUPS)
-    if rule.value == "ratio":
-        return _measure_ratio(rule, since, rows, columns)
-    return _measured_rows(_aggregate(rows, columns, Sum("count")), columns, _per_window(rule))
-
-
-def _measure_ratio(rule: AlertRule, since: datetime, selected, columns: list[str]) -> list[Measured]:
-    """The selection as a percentage of the same sources' (and environment's) events."""
-    base = SourceMinute.objects.filter(minute__gte=since)
-    if rule.source_id:
-        base = base.filter(source_id=rule.source_id)
-    if rule.environment:
-        base = base.filter(environment=rule.environment)
-    base_columns = [column for column in columns if column == "source_id"]
-    totals = {
-        tuple(row[c] for c in base_columns): row["total"] or 0 for row in _aggregate(base, base_columns, Sum("count"))
-    }
-
-    def percent(row) -> float:
-        denominator = totals.get(tuple(row.get(c) for c in base_columns), 0)
-        return 100.0 * (row["total"] or 0) / denominator if denominator else 0.0
-
-    return _measured_rows(_aggregate(selected, columns, Sum("count")), columns, percent)
-
-
-def _incident_filter(rule: AlertRule) -> Q:
-    q = _event_filter(rule, "incident__")
-    if rule.environment:
-        q &= Q(incident__environments__environment=rule.environment)
-    return q
-
-
-def _measure_from_incident_rollups(rule: AlertRule, since: datetime) -> list[Measured]:
-    """Distinct users, distinct incidents, or counts per incident (which the source rollup cannot tell apart)."""
-    if rule.value == "users":
-        rows, total = IncidentUser.objects.filter(last_seen__gte=since), Count("user_hash", distinct=True)
-    elif rule.value == "incidents":
-        rows, total = IncidentMinute.objects.filter(minute__gte=since), Count("incident_id", distinct=True)
-    else:
-        rows, total = IncidentMinute.objects.filter(minute__gte=since), Sum("count")
-    columns = _group_columns(rule, _INCIDENT_GROUPS)
-    return _measured_rows(_aggregate(rows.filter(_incident_filter(rule)), columns, total), columns, _per_window(rule))
-
-
-def _measure_absence(rule: AlertRule, now: datetime) -> list[Measured]:
-    """Minutes since each watched source was last heard from (events, or its heartbeat URL)."""
-    sources = Source.objects.filter(is_active=True)
-    if rule.source_id:
-        sources = sources.filter(pk=rule.source_id)
-    field = "last_heartbeat_at" if rule.heartbeat else "last_event_at"
-    measured = []
-    for source_id, last, created in sources.values_list("id", field, "created_at"):
-        quiet_minutes = (now - (last or created)).total_seconds() / 60
-        measured.append(Measured(f"source={source_id}", {"source": source_id}, round(quiet_minutes, 2)))
-    return measured
-
-
-def _measure_breakers(rule: AlertRule) -> list[Measured]:
-    """One group per breaker: 1 while it is open (or half-open), 0 when closed."""
-    from resilience.models import BreakerState
-
-    states = BreakerState.objects.all()
-    if rule.breaker:
-        states = states.filter(name=rule.breaker)
-    return [
-        Measured(f"breaker={name}", {"breaker": name}, 0.0 if state == "closed" else 1.0)
-        for name, state in states.values_list("name", "state")
-    ]
-
-
-def _measure_degradation() -> list[Measured]:
-    """The console's degradation level: 0 FULL, 1 DEGRADED, 2 MINIMAL, 3 EMERGENCY."""
-    from resilience.console import runtime
-
-    level = runtime().degradation.evaluate()
-    return [Measured("", {"level": level.name}, float(level))]
-
-
-# The state machine
+# Evaluating
 
 
 def evaluate_rules(rule_ids: Iterable[int] | None = None, now: datetime | None = None) -> list[int]:
-    """Evaluate the given rules (all enabled ones when None); return the notifications created."""
+    """Evaluate the given rules (all enabled ones when None); return the notifications created.
+
+    Values are measured first, outside any lock. Then, in one transaction, the rules are
+    locked in id order (evaluations after each digest and the minute sweep may overlap),
+    rules an overlapping evaluation already stepped past `now` are skipped, and every
+    changed alert and new notification is written in bulk.
+    """
     now = now or timezone.now()
-    rules = AlertRule.objects.filter(enabled=True).select_related("source", "error_type")
+    rules = AlertRule.objects.filter(enabled=True).prefetch_related("channels")
     if rule_ids is not None:
         rules = rules.filter(pk__in=list(rule_ids))
-    created: list[int] = []
+    rules = {rule.pk: rule for rule in rules}
+    measured = measure_rules(rules.values(), now)
     silences = list(_active_silences(now))
-    for rule in rules:
-        try:
-            created += evaluate_rule(rule, now, silences)
-        except Exception:
-            # One broken rule must not stop the others from being evaluated.
-            logger.exception("could not evaluate alert rule %s", rule.pk)
-    return created
-
-
-def evaluate_rule(rule: AlertRule, now: datetime, silences: list[Silence] | None = None) -> list[int]:
-    """Measure one rule and step each of its alerts; return the notifications created."""
-    measured = {m.key: m for m in measure(rule, now)}
-    silences = silences if silences is not None else list(_active_silences(now))
-    created: list[int] = []
     with transaction.atomic():
-        alerts = {a.group_key: a for a in Alert.objects.select_for_update().filter(rule=rule)}
-        for key, m in measured.items():
-            alert = alerts.pop(key, None)
+        locked = list(
+            AlertRule.objects.select_for_update()
+            .filter(pk__in=list(measured))
+            .filter(Q(evaluated_at__isnull=True) | Q(evaluated_at__lte=now))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        steps = _Steps(now, silences)
+        alerts = _alerts_by_rule(locked)
+        for pk in locked:
+            steps.rule(rules[pk], measured[pk], alerts.get(pk, {}))
+        AlertRule.objects.filter(pk__in=locked).update(evaluated_at=now)
+        return steps.save()
+
+
+def _alerts_by_rule(rule_ids: list[int]) -> dict[int, dict[str, Alert]]:
+    alerts: dict[int, dict[str, Alert]] = {}
+    for alert in Alert.objects.select_for_update().filter(rule_id__in=rule_ids).order_by("pk"):
+        alerts.setdefault(alert.rule_id, {})[alert.group_key] = alert
+    return alerts
+
+
+# The alert fields a step may change: an alert none of them changed is not written.
+STEP_FIELDS = (
+    "state",
+    "severity",
+    "value",
+    "active_at",
+    "fired_at",
+    "last_met_at",
+    "last_notified_at",
+    "resolved_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_by",
+    "history",
+    "flapping",
+)
+
+
+class _Steps:
+    """One evaluation's alert steps, written together: changed alerts, new alerts, notifications."""
+
+    def __init__(self, now: datetime, silences: list[Silence]):
+        self.now, self.silences = now, silences
+        self.created: list[Alert] = []
+        self.changed: list[Alert] = []
+        self.notify: list[tuple[Alert, str]] = []
+        self.routing = Routing()
+
+    def rule(self, rule: AlertRule, measured: list[Measured], alerts: dict[str, Alert]) -> None:
+        """Step each group's alert; groups that measured nothing this time are stepped with a value of zero."""
+        for m in measured:
+            alert = alerts.pop(m.key, None)
             if alert is None:
                 if _condition(rule, m.value, firing=False) is None:
                     continue  # nothing to remember about a group that never met the condition
-                alert = Alert(rule=rule, group_key=key, labels=m.labels)
-            created += _step(rule, alert, m.value, now, silences)
-        for alert in alerts.values():  # groups with no data in the window: a value of zero
+                alert = Alert(rule=rule, group_key=m.key, labels=m.labels)
+                self.created.append(alert)
+            self._step(rule, alert, m.value)
+        for alert in alerts.values():
             if alert.state != Alert.State.INACTIVE:
-                created += _step(rule, alert, 0.0, now, silences)
-    return created
+                self._step(rule, alert, 0.0)
+
+    def _step(self, rule: AlertRule, alert: Alert, value: float) -> None:
+        alert.rule = rule
+        before = [getattr(alert, field) for field in STEP_FIELDS]
+        event = _step(rule, alert, value, self.now, self.silences)
+        if event:
+            self.notify.append((alert, event))
+        if alert.pk and before != [getattr(alert, field) for field in STEP_FIELDS]:
+            self.changed.append(alert)
+
+    def save(self) -> list[int]:
+        Alert.objects.bulk_create(self.created)
+        Alert.objects.bulk_update(self.changed, STEP_FIELDS, batch_size=500)
+        rows = [row for alert, event in self.notify for row in _notification_rows(alert, event, self.routing)]
+        Notification.objects.bulk_create(rows)
+        return [row.pk for row in rows]
 
 
 def _condition(rule: AlertRule, value: float, *, firing: bool) -> int | None:
@@ -344,11 +239,12 @@ def _warning_severity(rule: AlertRule) -> int:
     return Severity.HIGH if rule.target in ("breakers", "absence") else Severity.MEDIUM
 
 
-def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: list[Silence]) -> list[int]:
+def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: list[Silence]) -> str | None:
+    """Move `alert` for its new value; return the notification it calls for ("firing", "resolved") or None."""
     firing = alert.state == Alert.State.FIRING
     severity = _condition(rule, value, firing=firing)
     met = severity is not None
-    alert.value, alert.last_evaluated_at = value, now
+    alert.value = value
     _note_flapping(alert, met)
     notify: str | None = None
     if met:
@@ -356,7 +252,8 @@ def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: 
         alert.severity = max(severity, alert.severity or 0) if firing else severity
         if alert.state in (Alert.State.INACTIVE, Alert.State.RESOLVED):
             alert.state, alert.active_at, alert.fired_at = Alert.State.PENDING, now, None
-            alert.acknowledged_at, alert.acknowledged_by, alert.resolved_at = None, "", None
+            alert.acknowledged_at, alert.acknowledged_by = None, ""
+            alert.resolved_at, alert.resolved_by = None, ""
         if alert.state == Alert.State.PENDING and now - alert.active_at >= timedelta(seconds=rule.pending_for):
             alert.state, alert.fired_at = Alert.State.FIRING, now
         if alert.state == Alert.State.FIRING:
@@ -368,8 +265,9 @@ def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: 
         notify = "resolved" if rule.send_resolved and was_notified(alert) else None
     if notify == "firing" and (alert.flapping or _silenced(alert, silences, now)):
         notify = None  # held: the next evaluation after the silence or the flapping ends sends it
-    alert.save()
-    return notifications_create(alert=alert, event=notify, now=now) if notify else []
+    if notify == "firing":
+        alert.last_notified_at = now
+    return notify
 
 
 def _firing_notification_due(rule: AlertRule, alert: Alert, now: datetime) -> bool:
@@ -405,6 +303,31 @@ def flap_percent(history: str) -> float:
 
 
 # Silences
+
+
+def silence_errors(silence: Silence) -> dict[str, str]:
+    """Field errors of a silence: it ends after it starts, matchers are label values, a daily window is whole."""
+    errors: dict[str, str] = {}
+    if silence.starts_at and silence.ends_at and silence.ends_at <= silence.starts_at:
+        errors["ends_at"] = "must be after the start"
+    matchers = silence.matchers
+    if not isinstance(matchers, dict) or not all(
+        isinstance(value, str | int | float) and not isinstance(value, bool) for value in matchers.values()
+    ):
+        errors["matchers"] = 'must be a JSON object of label names to values, e.g. {"source": "3"}'
+    weekdays = silence.weekdays
+    if not isinstance(weekdays, list) or not all(
+        isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= 7 for day in weekdays
+    ):
+        errors["weekdays"] = "must be a JSON list of ISO weekdays from 1 (Monday) to 7 (Sunday)"
+    start, minutes = silence.daily_start, silence.daily_minutes
+    if (start is None) != (minutes is None):
+        errors["daily_minutes"] = "a daily window needs both its start and its length"
+    elif minutes is not None and not 1 <= minutes <= 1440:
+        errors["daily_minutes"] = "must be from 1 to 1440 minutes"
+    elif weekdays and start is None and "weekdays" not in errors:
+        errors["daily_start"] = "weekdays apply to a daily window: give its start and length"
+    return errors
 
 
 def _active_silences(now: datetime):
@@ -444,32 +367,40 @@ def _silenced(alert: Alert, silences: list[Silence], now: datetime) -> bool:
 
 def notifications_create(*, alert: Alert, event: str, now: datetime) -> list[int]:
     """Queue `event` about `alert` for each of its channels; delivery claims them after commit."""
-    rule = alert.rule
-    severity = alert.severity or Severity.INFO
-    rows = [
-        Notification(
-            alert=alert,
-            channel=channel,
-            event=event,
-            severity=severity,
-            message=message_for(alert, event),
-        )
-        for channel in channels_for(rule, severity)
-    ]
-    Notification.objects.bulk_create(rows)
+    rows = Notification.objects.bulk_create(_notification_rows(alert, event, Routing()))
     if event == "firing":
         alert.last_notified_at = now
         Alert.objects.filter(pk=alert.pk).update(last_notified_at=now)
     return [row.pk for row in rows]
 
 
-def channels_for(rule: AlertRule, severity: int) -> list[NotificationChannel]:
-    """The rule's channels, or the default routing by severity; each only at or above its minimum severity."""
-    chosen = list(rule.channels.filter(enabled=True)) if rule.pk else []
-    if not chosen:
-        name = Severity(severity).name
-        chosen = [c for c in NotificationChannel.objects.filter(enabled=True) if name in (c.default_for or [])]
-    return [channel for channel in chosen if severity >= channel.min_severity]
+def _notification_rows(alert: Alert, event: str, routing: "Routing") -> list[Notification]:
+    severity = alert.severity or Severity.INFO
+    message = message_for(alert, event)
+    return [
+        Notification(alert=alert, channel=channel, event=event, severity=severity, message=message)
+        for channel in routing.channels_for(alert.rule, severity)
+    ]
+
+
+class Routing:
+    """Which channels get an alert's notifications; the default routing is read once per evaluation."""
+
+    def __init__(self):
+        self._defaults: list[NotificationChannel] | None = None
+
+    def channels_for(self, rule: AlertRule, severity: int) -> list[NotificationChannel]:
+        """The rule's channels, or the default routing by severity; each only at or above its minimum severity."""
+        chosen = [channel for channel in rule.channels.all() if channel.enabled] if rule.pk else []
+        if not chosen:
+            name = Severity(severity).name
+            chosen = [channel for channel in self._default_channels() if name in (channel.default_for or [])]
+        return [channel for channel in chosen if severity >= channel.min_severity]
+
+    def _default_channels(self) -> list[NotificationChannel]:
+        if self._defaults is None:
+            self._defaults = list(NotificationChannel.objects.filter(enabled=True).exclude(default_for=[]))
+        return self._defaults
 
 
 def message_for(alert: Alert, event: str) -> dict:

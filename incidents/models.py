@@ -498,6 +498,10 @@ class NotificationChannel(models.Model):
             raise ValidationError({"default_for": f"unknown severities {unknown}; use {Severity.names}"})
 
 
+# The longest alert rule window: 90 days of minute rollups.
+MAX_WINDOW_MINUTES = 90 * 24 * 60
+
+
 class AlertRule(models.Model):
     """When to tell someone: a windowed value of a selection compared with thresholds."""
 
@@ -536,7 +540,8 @@ class AlertRule(models.Model):
     )
     value = models.CharField(max_length=16, choices=Value.choices, default=Value.COUNT)
     window_minutes = models.PositiveIntegerField(
-        default=5, help_text="1 = per minute, 60 = per hour, 1440 = per day; any whole number of minutes."
+        default=5,
+        help_text="1 = per minute, 60 = per hour, 1440 = per day; any whole number of minutes up to 90 days.",
     )
     comparator = models.CharField(max_length=4, choices=Comparator.choices, default=Comparator.GT)
     warning_threshold = models.FloatField(null=True, blank=True)
@@ -554,10 +559,13 @@ class AlertRule(models.Model):
         max_length=500, default="{{ rule }}: {{ value }} (threshold {{ threshold }})", help_text="Django template."
     )
     runbook_template = models.CharField(max_length=500, blank=True, help_text="Django template: text or URL.")
+    evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(window_minutes__gte=1), name="rule_window_positive"),
+            models.CheckConstraint(
+                condition=Q(window_minutes__gte=1, window_minutes__lte=MAX_WINDOW_MINUTES), name="rule_window_range"
+            ),
             models.CheckConstraint(
                 condition=~Q(target="events")
                 | Q(warning_threshold__isnull=False)
@@ -595,11 +603,11 @@ class Alert(models.Model):
     active_at = models.DateTimeField(null=True, blank=True, help_text="When the condition started to hold.")
     fired_at = models.DateTimeField(null=True, blank=True)
     last_met_at = models.DateTimeField(null=True, blank=True)
-    last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=150, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, help_text="Who resolved it by hand; empty: the rule.")
     history = models.CharField(max_length=21, blank=True, help_text="Last evaluations, newest last: 1 met, 0 not.")
     flapping = models.BooleanField(default=False)
 
@@ -641,6 +649,13 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return self.comment
+
+    def clean(self) -> None:
+        from incidents.alerting import silence_errors
+
+        errors = silence_errors(self)
+        if errors:
+            raise ValidationError(errors)
 
 
 class Notification(models.Model):

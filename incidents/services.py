@@ -348,9 +348,8 @@ def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
             raise AlertTransitionError(f"only a pending or firing alert can be resolved; this one is {locked.state}")
         notify = locked.state == Alert.State.FIRING and locked.rule.send_resolved and was_notified(locked)
         now = timezone.now()
-        locked.state, locked.resolved_at = Alert.State.RESOLVED, now
-        locked.acknowledged_by = locked.acknowledged_by or _actor_name(by)
-        locked.save(update_fields=["state", "resolved_at", "acknowledged_by"])
+        locked.state, locked.resolved_at, locked.resolved_by = Alert.State.RESOLVED, now, _actor_name(by)
+        locked.save(update_fields=["state", "resolved_at", "resolved_by"])
         queued = notifications_create(alert=locked, event="resolved", now=now) if notify else []
     alert.refresh_from_db()
     return queued

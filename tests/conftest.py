@@ -60,12 +60,15 @@ def fresh_rules():
     forget_rules()
 
 
-@pytest.fixture(autouse=True)
-def stop_console_runtime():
-    """Stop the console runtime a test started (the Redis breaker starts one), so its housekeeper
-    cannot write window reports into the next test's database."""
-    yield
+@pytest.fixture(autouse=True, scope="session")
+def stop_console_runtime(django_db_setup):
+    """Keep this process's console runtime from reporting windows on its own, and stop its threads
+    before the test database goes away. Its housekeeper would otherwise write window reports into
+    whichever test runs when the interval is up; tests that need reports make them explicitly."""
+    from django.test.utils import override_settings
+
     from resilience import console
 
-    console.shutdown()
-    console.flush_reports()
+    with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600):
+        yield
+        console.shutdown()

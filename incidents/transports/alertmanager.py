@@ -58,7 +58,7 @@ class AlertmanagerTransport(Transport):
     config_fields = (
         ConfigField("url", True, "http(s) URL of a receiver that understands Alertmanager's webhook body."),
         ConfigField("receiver", False, f"The body's receiver name; defaults to {DEFAULT_RECEIVER}."),
-        ConfigField("headers", False, 'Extra request headers, e.g. {"Authorization": "Bearer ..."}.'),
+        ConfigField("headers", False, 'Extra request headers, e.g. {"Authorization": "Bearer ..."}.', secret=True),
     )
 
     @classmethod

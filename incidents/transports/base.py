@@ -131,11 +131,16 @@ class TransportError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigField:
-    """One key of a channel's config, described for the admin form's help text."""
+    """One key of a channel's config, described for the admin form's help text.
+
+    A `secret` key (a signing secret, a routing key, a URL that is itself a credential,
+    headers carrying tokens) is never shown back: forms display it masked.
+    """
 
     name: str
     required: bool
     help: str
+    secret: bool = False
 
 
 class Transport:
@@ -191,6 +196,41 @@ def transport_class(kind: str) -> type[Transport]:
     if not (isinstance(cls, type) and issubclass(cls, Transport)):
         raise ImproperlyConfigured(f"NOTIFICATION_TRANSPORTS[{kind!r}] must name a Transport subclass")
     return cls
+
+
+# What forms show in place of a secret value; submitting it back keeps the stored value.
+MASK = "********"
+
+
+def masked_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with the kind's secret values replaced by MASK (each value of a mapping, like headers)."""
+    secrets = _secret_keys(kind)
+    return {key: _mask(value) if key in secrets else value for key, value in config.items()}
+
+
+def unmasked_config(kind: str, submitted: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """`submitted` with every MASK put back to the value stored under the same key."""
+    secrets = _secret_keys(kind)
+    return {key: _unmask(value, stored.get(key)) if key in secrets else value for key, value in submitted.items()}
+
+
+def _secret_keys(kind: str) -> set[str]:
+    try:
+        return {field.name for field in transport_class(kind).config_fields if field.secret}
+    except (ConfigError, ImproperlyConfigured):
+        return set()
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: MASK for key in value}
+    return MASK if value not in (None, "") else value
+
+
+def _unmask(value: Any, stored: Any) -> Any:
+    if isinstance(value, Mapping) and isinstance(stored, Mapping):
+        return {key: stored.get(key, item) if item == MASK else item for key, item in value.items()}
+    return stored if value == MASK and stored is not None else value
 
 
 def transport_for(kind: str, config: Mapping[str, Any]) -> Transport:

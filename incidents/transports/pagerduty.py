@@ -51,7 +51,9 @@ class PagerDutyTransport(Transport):
     kind = "pagerduty"
     label = "PagerDuty"
     config_fields = (
-        ConfigField("routing_key", True, f"The {ROUTING_KEY_LENGTH}-character key of an Events API v2 integration."),
+        ConfigField(
+            "routing_key", True, f"The {ROUTING_KEY_LENGTH}-character key of an Events API v2 integration.", secret=True
+        ),
         ConfigField("url", False, f"Events API endpoint; defaults to {DEFAULT_URL} (EU: events.eu.pagerduty.com)."),
         ConfigField("source", False, "The payload's source; defaults to the source label, else incident-console."),
     )

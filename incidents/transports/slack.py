@@ -63,7 +63,9 @@ class SlackTransport(Transport):
 
     kind = "slack"
     label = "Slack"
-    config_fields = (ConfigField("url", True, "Incoming webhook URL, https://hooks.slack.com/services/..."),)
+    config_fields = (
+        ConfigField("url", True, "Incoming webhook URL, https://hooks.slack.com/services/...", secret=True),
+    )
 
     @classmethod
     def clean_fields(cls, config: dict[str, Any]) -> dict[str, Any]:

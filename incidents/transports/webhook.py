@@ -39,11 +39,12 @@ class WebhookTransport(Transport):
     label = "Webhook"
     config_fields = (
         ConfigField("url", True, "http(s) URL that receives a JSON POST for each notification."),
-        ConfigField("headers", False, 'Extra request headers, e.g. {"Authorization": "Bearer ..."}.'),
+        ConfigField("headers", False, 'Extra request headers, e.g. {"Authorization": "Bearer ..."}.', secret=True),
         ConfigField(
             "secret",
             False,
             f"At least {MIN_SECRET_LENGTH} characters; signs each body as {SIGNATURE_HEADER}: sha256=HMAC(ts.body).",
+            secret=True,
         ),
     )
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from incidents import alerting, delivery, services, tasks
+from incidents import alert_values, alerting, delivery, services, tasks
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
     Alert,
@@ -263,7 +263,7 @@ def test_a_ratio_rule_compares_a_selection_with_all_of_the_sources_events(source
     store(source, 9, level="warning")
     store(source, 1, level="fatal")
     digest_and_evaluate()
-    [measured] = alerting.measure(AlertRule.objects.get(name="high share"), timezone.now())
+    [measured] = alert_values.measure(AlertRule.objects.get(name="high share"), alert_values.Rollups(timezone.now()))
     assert measured.value == pytest.approx(10.0)
     assert not Alert.objects.exists()  # 10 % is not above 10 %
     store(source, 1, level="fatal")
@@ -296,9 +296,9 @@ def test_without_channels_a_rule_routes_by_severity(source, receiver):
     NotificationChannel.objects.create(
         name="chat", kind="webhook", config={"url": receiver.url("/chat")}, default_for=["HIGH", "MEDIUM"]
     )
-    assert alerting.channels_for(rule(), Severity.CRITICAL) == [pager]
-    assert [c.name for c in alerting.channels_for(AlertRule(name="x"), Severity.MEDIUM)] == ["chat"]
-    assert alerting.channels_for(AlertRule(name="y"), Severity.LOW) == []
+    assert alerting.Routing().channels_for(rule(), Severity.CRITICAL) == [pager]
+    assert [c.name for c in alerting.Routing().channels_for(AlertRule(name="x"), Severity.MEDIUM)] == ["chat"]
+    assert alerting.Routing().channels_for(AlertRule(name="y"), Severity.LOW) == []
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The alerting admin: rules and their errors, alert actions through services, silences, channels, the log, seeds."""
 
 import importlib
+import json
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from incidents.models import (
     Severity,
     Silence,
 )
+from incidents.transports.base import MASK
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +61,6 @@ def firing_alert(rule, *, group_key: str = "", labels: dict | None = None, sever
         active_at=now - timedelta(minutes=10),
         fired_at=now - timedelta(minutes=10),
         last_met_at=now,
-        last_evaluated_at=now,
         last_notified_at=now - timedelta(minutes=9),
         history="111",
     )
@@ -190,7 +191,9 @@ def test_a_valid_rule_posted_to_the_add_form_is_saved_with_its_channels(admin_cl
             "resolve_threshold",
             "must be at or above the firing threshold 10.0",
         ),
-        ({"window_minutes": "0"}, "window_minutes", "must be at least 1 minute"),
+        ({"window_minutes": "0"}, "window_minutes", "must be from 1 to 129600 minutes (90 days)"),
+        ({"window_minutes": "129601"}, "window_minutes", "must be from 1 to 129600 minutes (90 days)"),
+        ({"value": "ratio", "group_by": '["incident"]'}, "group_by", "group it by source or error type"),
         ({"cooldown": "-5"}, "cooldown", "greater than or equal to 0"),
         ({"summary_template": "{% if %}"}, "summary_template", "template error"),
         ({"runbook_template": "{{ value|no_such_filter }}"}, "runbook_template", "template error"),
@@ -302,6 +305,7 @@ def test_resolving_a_notified_alert_queues_a_resolved_notification(
     _, callbacks = run_action(admin_client, django_capture_on_commit_callbacks, "resolve", alert)
     alert.refresh_from_db()
     assert alert.state == Alert.State.RESOLVED and alert.resolved_at is not None
+    assert (alert.resolved_by, alert.acknowledged_by) == ("user:admin", "")
     queued = Notification.objects.get(alert=alert, event="resolved")
     assert queued.message["event"] == "resolved"
     assert_delivery_enqueued(callbacks, [queued.pk], settings)
@@ -540,6 +544,35 @@ def test_ticking_enabled_on_the_form_clears_the_failures_too_and_saving_keeps_de
     channel.refresh_from_db()
     assert (channel.enabled, channel.consecutive_permanent_failures, channel.disabled_reason) == (True, 0, "")
     assert (channel.last_error, channel.default_for) == ("410 Gone", ["CRITICAL"])
+
+
+def test_the_channel_page_never_shows_a_secret_and_saving_the_masked_form_keeps_every_secret(admin_client):
+    secret, token = "s" * 24, "Bearer t0ken-123"
+    config = {"url": "https://hooks.example.com/ops", "secret": secret, "headers": {"Authorization": token}}
+    hook = NotificationChannel.objects.create(name="signed", kind="webhook", config=config)
+    change = reverse("admin:incidents_notificationchannel_change", args=[hook.pk])
+    page = admin_client.get(change).content.decode()
+    assert secret not in page and "t0ken-123" not in page
+    assert "https://hooks.example.com/ops" in page  # where it goes stays visible
+    shown = response_form_config(admin_client, change)
+    assert shown == {"url": config["url"], "secret": MASK, "headers": {"Authorization": MASK}}
+    form = channel_form(name="signed", kind="webhook", config=json.dumps(shown))
+    assert admin_client.post(change, form).status_code == 302
+    hook.refresh_from_db()
+    assert hook.config == config
+
+
+def test_a_secret_typed_over_its_mask_replaces_the_stored_one(admin_client):
+    pager = NotificationChannel.objects.create(name="pager", kind="pagerduty", config={"routing_key": "a" * 32})
+    change = reverse("admin:incidents_notificationchannel_change", args=[pager.pk])
+    assert response_form_config(admin_client, change) == {"routing_key": MASK}
+    assert admin_client.post(change, channel_form(config='{"routing_key": "' + "b" * 32 + '"}')).status_code == 302
+    pager.refresh_from_db()
+    assert pager.config == {"routing_key": "b" * 32}
+
+
+def response_form_config(admin_client, url: str) -> dict:
+    return json.loads(admin_client.get(url).context["adminform"].form["config"].value())
 
 
 # The notification log
