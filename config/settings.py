@@ -48,10 +48,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "channels",
     "incidents",
     "resilience",
+    "access",  # last: its post_migrate gives the role groups the other apps' permissions
 ]
 
 MIDDLEWARE = [
@@ -244,3 +248,47 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 # Django's default is no timeout at all: a silent mail server would hang a worker for good.
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
+
+# Reporting API (/api/v1/): API tokens or a session, roles from groups, one error shape, cursor pages.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["access.permissions.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["access.authentication.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_THROTTLE_RATE},
+    "DEFAULT_PAGINATION_CLASS": "access.pagination.StrictCursorPagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "access.filters.StrictFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "access.filters.StrictOrderingFilter",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["access.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "access.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Incident console API",
+    "DESCRIPTION": "Incidents, events, statistics, circuit breakers, alerting and health. "
+    "Authenticate with `Authorization: Bearer <API token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: works offline, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "access.schema.add_error_responses",
+    ],
+}
+# /metrics answers an API token of an admin, or any request from these addresses (Prometheus scrapers).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])

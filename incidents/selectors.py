@@ -7,10 +7,19 @@ from functools import cached_property
 
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from incidents.models import ErrorEvent, Incident, IncidentActivity, IncidentEnvironment, IncidentHour
+from incidents.models import (
+    ErrorEvent,
+    Incident,
+    IncidentActivity,
+    IncidentEnvironment,
+    IncidentHour,
+    IncidentMinute,
+    SourceMinute,
+)
 
 # Incidents
 
@@ -222,3 +231,111 @@ def pairs(value) -> list[tuple[str, str]]:
 
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+# Statistics, from the rollups
+
+
+@dataclass(frozen=True)
+class EventSelection:
+    """Which events a statistic counts; empty fields match everything."""
+
+    source_id: int | None = None
+    error_type_id: int | None = None
+    category: str = ""
+    min_severity: int | None = None
+    environment: str = ""
+
+    def source_minutes(self, since: datetime) -> QuerySet:
+        rows = SourceMinute.objects.filter(minute__gte=since)
+        if self.source_id:
+            rows = rows.filter(source_id=self.source_id)
+        if self.error_type_id:
+            rows = rows.filter(error_type_id=self.error_type_id)
+        if self.category:
+            rows = rows.filter(error_type__category=self.category)
+        if self.min_severity:
+            rows = rows.filter(severity__gte=self.min_severity)
+        if self.environment:
+            rows = rows.filter(environment=self.environment)
+        return rows
+
+    def incident_minutes(self, since: datetime) -> QuerySet:
+        rows = IncidentMinute.objects.filter(minute__gte=since)
+        if self.source_id:
+            rows = rows.filter(incident__source_id=self.source_id)
+        if self.error_type_id:
+            rows = rows.filter(incident__error_type_id=self.error_type_id)
+        if self.category:
+            rows = rows.filter(incident__category=self.category)
+        if self.min_severity:
+            rows = rows.filter(incident__severity__gte=self.min_severity)
+        if self.environment:
+            rows = rows.filter(incident__environments__environment=self.environment)
+        return rows
+
+
+def window_start(minutes: int, now: datetime | None = None) -> datetime:
+    """The first minute of a window of `minutes` whole minutes ending with the current one."""
+    return (now or timezone.now()).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+
+
+def error_counts(selection: EventSelection, since: datetime) -> dict:
+    """Total events, and counts by category and by severity, in one grouped query."""
+    rows = selection.source_minutes(since).values("error_type__category", "severity").annotate(total=Sum("count"))
+    by_category: dict[str, int] = {}
+    by_severity: dict[int, int] = {}
+    by_pair: dict[tuple[str, int], int] = {}
+    for row in rows:
+        category, severity, total = row["error_type__category"], row["severity"], row["total"] or 0
+        by_category[category] = by_category.get(category, 0) + total
+        by_severity[severity] = by_severity.get(severity, 0) + total
+        by_pair[(category, severity)] = total
+    return {
+        "total": sum(by_category.values()),
+        "by_category": by_category,
+        "by_severity": by_severity,
+        "by_pair": by_pair,
+    }
+
+
+def event_series(selection: EventSelection, since: datetime, *, hourly: bool) -> list[tuple[datetime, int]]:
+    """Events per minute (or hour) since `since`, every bucket present (zeros included), oldest first."""
+    rows = selection.source_minutes(since)
+    if hourly:
+        counts = rows.annotate(bucket=TruncHour("minute")).values("bucket").annotate(total=Sum("count"))
+        step, start = timedelta(hours=1), since.replace(minute=0)
+    else:
+        counts = rows.values(bucket=F("minute")).annotate(total=Sum("count"))
+        step, start = timedelta(minutes=1), since
+    found = {row["bucket"]: row["total"] or 0 for row in counts}
+    end = timezone.now().replace(second=0, microsecond=0)
+    series, at = [], start
+    while at <= end:
+        series.append((at, found.get(at, 0)))
+        at += step
+    return series
+
+
+def top_error_types(selection: EventSelection, since: datetime, *, limit: int = 10) -> list[dict]:
+    rows = (
+        selection.source_minutes(since)
+        .values("error_type__code", "error_type__category")
+        .annotate(count=Sum("count"))
+        .order_by("-count", "error_type__code")[:limit]
+    )
+    return [{"code": r["error_type__code"], "category": r["error_type__category"], "count": r["count"]} for r in rows]
+
+
+def top_incidents(selection: EventSelection, since: datetime, *, limit: int = 10) -> list[dict]:
+    rows = (
+        selection.incident_minutes(since)
+        .values("incident_id", "incident__title")
+        .annotate(count=Sum("count"))
+        .order_by("-count", "incident_id")[:limit]
+    )
+    return [{"id": r["incident_id"], "title": r["incident__title"], "count": r["count"]} for r in rows]
+
+
+def recent_events(*, limit: int = 10) -> list[ErrorEvent]:
+    return list(ErrorEvent.objects.select_related("error_type").order_by("-received_at", "-id")[:limit])

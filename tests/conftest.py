@@ -5,6 +5,8 @@ import pytest
 from incidents import services
 from incidents.digest import digest_pending
 
+pytest_plugins = ["tests.api_support"]
+
 
 @pytest.fixture
 def source(db):
@@ -69,6 +71,8 @@ def stop_console_runtime(django_db_setup):
 
     from resilience import console
 
-    with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600):
+    fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test users need no costly hashes
+    with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
         console.shutdown()
+
