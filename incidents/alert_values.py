@@ -159,8 +159,8 @@ class Rollups:
         seen = IncidentUser.objects.filter(last_seen__gte=self.since(window_minutes)).values_list(
             "incident_id", "incident__source_id", "incident__error_type_id", "incident__severity", "user_hash"
         )
-        for *incident, user_hash in seen.iterator(chunk_size=10_000):
-            users[tuple(incident)].add(user_hash)
+        for incident, source, error_type, severity, user_hash in seen:
+            users[(incident, source, error_type, severity)].add(user_hash)
         return self._incident_rows((*incident, len(hashes), frozenset(hashes)) for incident, hashes in users.items())
 
     def _incident_rows(self, incidents: Iterable[tuple]) -> _Indexed:
@@ -183,9 +183,7 @@ class Rollups:
 
     def _load_environments(self) -> dict[int, frozenset[str]]:
         seen: dict[int, set[str]] = defaultdict(set)
-        for incident, environment in IncidentEnvironment.objects.values_list("incident_id", "environment").iterator(
-            chunk_size=10_000
-        ):
+        for incident, environment in IncidentEnvironment.objects.values_list("incident_id", "environment"):
             seen[incident].add(environment)
         return {incident: frozenset(names) for incident, names in seen.items()}
 

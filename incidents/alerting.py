@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
@@ -215,10 +215,37 @@ class _Steps:
 
     def save(self) -> list[int]:
         Alert.objects.bulk_create(self.created)
-        Alert.objects.bulk_update(self.changed, STEP_FIELDS, batch_size=500)
+        _update_alerts(self.changed)
         rows = [row for alert, event in self.notify for row in _notification_rows(alert, event, self.routing)]
         Notification.objects.bulk_create(rows)
         return [row.pk for row in rows]
+
+
+def _update_alerts(alerts: list[Alert]) -> None:
+    """Write the step fields of many alerts in one statement.
+
+    Django's bulk_update builds a CASE per field and row, which costs over a second for a
+    few hundred alerts; on PostgreSQL one UPDATE joins the rows from column arrays instead.
+    """
+    if not alerts:
+        return
+    if connection.vendor != "postgresql":
+        Alert.objects.bulk_update(alerts, STEP_FIELDS, batch_size=500)
+        return
+    fields = [Alert._meta.pk, *(Alert._meta.get_field(name) for name in STEP_FIELDS)]
+    quote = connection.ops.quote_name
+    columns = [quote(field.column) for field in fields]
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    sql = (
+        f"UPDATE {quote(Alert._meta.db_table)} AS a SET {assignments} "
+        f"FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE a.{columns[0]} = v.{columns[0]}"
+    )
+    params = [
+        [field.get_db_prep_save(getattr(alert, field.attname), connection) for alert in alerts] for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _condition(rule: AlertRule, value: float, *, firing: bool) -> int | None:
