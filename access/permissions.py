@@ -10,7 +10,8 @@ class RolePermission(permissions.BasePermission):
 
     Views set `read_role` (default viewer), `write_role` (default admin) and optionally
     `action_roles = {"acknowledge": Role.TRIAGER}`. An authenticated user below the role is
-    refused with 403 on lists and 404 on single objects, so ids outside their reach reveal nothing.
+    refused with 403, except on single objects they may not even read: 404, so ids outside
+    their reach reveal nothing.
     """
 
     def has_permission(self, request, view) -> bool:
@@ -19,9 +20,13 @@ class RolePermission(permissions.BasePermission):
             return False  # DRF answers 401 with the authentication header
         if role >= required_role(request, view):
             return True
-        if view.kwargs.get(getattr(view, "lookup_url_kwarg", None) or getattr(view, "lookup_field", "pk")):
-            raise exceptions.NotFound()
+        if role < getattr(view, "read_role", Role.VIEWER) and _names_one_object(view):
+            raise exceptions.NotFound()  # the user may not even see it: do not confirm it exists
         return False
+
+
+def _names_one_object(view) -> bool:
+    return bool(view.kwargs.get(getattr(view, "lookup_url_kwarg", None) or getattr(view, "lookup_field", "pk")))
 
 
 def required_role(request, view) -> Role:

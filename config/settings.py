@@ -281,6 +281,7 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with `Authorization: Bearer <API token>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["access.permissions.RolePermission"],  # the schema and docs need a login too
     "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: works offline, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
