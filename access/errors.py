@@ -64,3 +64,23 @@ def bad_request(field: str, message: str) -> Response:
     return Response(
         {"error": message, "field": field, "errors": {field: [message]}}, status=status.HTTP_400_BAD_REQUEST
     )
+
+
+def not_found(request, exception=None):
+    """Django's 404 for URLs no route matches: the API's error shape under /api/, the HTML page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not found", "field": None}, status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """Django's 500: the API's error shape under /api/, the HTML page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as html_server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "internal error", "field": None}, status=500)
+    return html_server_error(request)

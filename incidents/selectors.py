@@ -260,8 +260,13 @@ class EventSelection:
             rows = rows.filter(environment=self.environment)
         return rows
 
-    def incident_minutes(self, since: datetime) -> QuerySet:
-        rows = IncidentMinute.objects.filter(minute__gte=since)
+    def incident_counts(self, since: datetime) -> QuerySet:
+        """Rows with `incident_id` and `count`: per minute for windows up to a day, per hour beyond
+        (whole hours from the one `since` falls in), so a week's top incidents read 168 rows per incident."""
+        if timezone.now() - since > LONG_WINDOW:
+            rows = IncidentHour.objects.filter(hour__gte=since.replace(minute=0))
+        else:
+            rows = IncidentMinute.objects.filter(minute__gte=since)
         if self.source_id:
             rows = rows.filter(incident__source_id=self.source_id)
         if self.error_type_id:
@@ -273,6 +278,10 @@ class EventSelection:
         if self.environment:
             rows = rows.filter(incident__environments__environment=self.environment)
         return rows
+
+
+# Windows longer than this count incidents from the hourly rollup.
+LONG_WINDOW = timedelta(hours=24)
 
 
 def window_start(minutes: int, now: datetime | None = None) -> datetime:
@@ -329,12 +338,14 @@ def top_error_types(selection: EventSelection, since: datetime, *, limit: int = 
 
 def top_incidents(selection: EventSelection, since: datetime, *, limit: int = 10) -> list[dict]:
     rows = (
-        selection.incident_minutes(since)
-        .values("incident_id", "incident__title")
-        .annotate(count=Sum("count"))
-        .order_by("-count", "incident_id")[:limit]
+        selection.incident_counts(since)
+        .values("incident_id")
+        .annotate(total=Sum("count"))
+        .order_by("-total", "incident_id")[:limit]
     )
-    return [{"id": r["incident_id"], "title": r["incident__title"], "count": r["count"]} for r in rows]
+    top = list(rows)
+    titles = dict(Incident.objects.filter(pk__in=[r["incident_id"] for r in top]).values_list("id", "title"))
+    return [{"id": r["incident_id"], "title": titles.get(r["incident_id"], ""), "count": r["total"]} for r in top]
 
 
 def recent_events(*, limit: int = 10) -> list[ErrorEvent]:
