@@ -23,7 +23,9 @@ def _transition(request, incident: Incident, service, **arguments) -> Response:
 class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     """Incidents, newest activity first; triagers acknowledge, resolve, reopen and mute them."""
 
-    queryset = Incident.objects.select_related("source", "error_type")
+    # Sources and error types are small tables: prefetched, they keep the page query on one table, where
+    # the planner cannot misjudge a join (a search matching most incidents made it nest loops over them).
+    queryset = Incident.objects.prefetch_related("source", "error_type")
     serializer_class = serializers.IncidentSerializer
     filterset_class = IncidentFilter
     search_fields = ("title", "culprit")
@@ -61,7 +63,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Events as clients reported them (scrubbed), newest first; filter by incident, source, level..."""
 
-    queryset = ErrorEvent.objects.select_related("source", "error_type")
+    queryset = ErrorEvent.objects.prefetch_related("source", "error_type")
     serializer_class = serializers.EventSerializer
     filterset_class = EventFilter
     search_fields = ("message", "title")
