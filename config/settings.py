@@ -155,6 +155,13 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # django-q2 keeps each cluster's heartbeat in a cache and /readyz reads it from the web processes,
+    # so it must be shared; without Redis every process runs on one machine, where files are.
+    CACHES["django_q"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "django_q_cache"),
+    }
+    Q_CLUSTER["cache"] = "django_q"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

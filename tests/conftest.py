@@ -75,4 +75,3 @@ def stop_console_runtime(django_db_setup):
     with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
         console.shutdown()
-

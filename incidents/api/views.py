@@ -32,6 +32,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("last_seen", "first_seen", "event_count", "user_count", "severity", "id")
     ordering = ("-last_seen", "-id")
     action_roles = {name: Role.TRIAGER for name in ("acknowledge", "resolve", "reopen", "mute")}
+    lookup_value_regex = "[0-9]+"
 
     def get_serializer_class(self):
         return serializers.IncidentDetailSerializer if self.action == "retrieve" else super().get_serializer_class()
@@ -69,6 +70,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     search_fields = ("message", "title")
     ordering_fields = ("received_at", "timestamp", "id")
     ordering = ("-received_at", "-id")
+    lookup_value_regex = "[0-9]+"
 
     def get_serializer_class(self):
         return serializers.EventDetailSerializer if self.action == "retrieve" else super().get_serializer_class()
