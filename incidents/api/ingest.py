@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from incidents import services
+from incidents.api.metrics import INGEST_LATENCY
 from incidents.ingest.decoding import read_body
 from incidents.ingest.errors import IngestError
 from incidents.ingest.native import parse_native
@@ -186,10 +187,13 @@ ENDPOINTS: dict[str, tuple[Callable[..., dict], bool]] = {
 def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) -> IngestResponse:
     """Run an ingest endpoint; bad input becomes its 4xx answer, anything else propagates."""
     handler, cors = ENDPOINTS[endpoint]
+    started = time.perf_counter()
     try:
         body = handler(request, source_id)
     except IngestError as error:
         return _error_response(error, cors)
+    finally:
+        INGEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
     return IngestResponse(200, body, dict(_CORS) if cors else {})
 
 
