@@ -1,5 +1,7 @@
 """django-filter that refuses unknown query parameters and invalid values with a 400 naming them."""
 
+import django_filters as filters
+from django import forms
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.filters import OrderingFilter
 
@@ -42,3 +44,23 @@ class StrictOrderingFilter(OrderingFilter):
                     "ordering", f"cannot order by {', '.join(unknown)}; use any of {', '.join(sorted(valid))}"
                 )
         return super().get_ordering(request, queryset, view)
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """true/false (or 1/0); anything else is an error rather than "no filter"."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        text = str(value).lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise forms.ValidationError(f"must be true or false, not {str(value)[:40]!r}")
+
+
+class StrictBooleanFilter(filters.BooleanFilter):
+    field_class = StrictBooleanField

@@ -13,4 +13,7 @@ class BoundedJSONParser(JSONParser):
         length = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
         if length > limit:
             raise FieldError("body", f"is {length} bytes; the limit is {limit}")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise FieldError("body", "is nested too deeply") from None

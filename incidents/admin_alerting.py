@@ -10,17 +10,16 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Max, OuterRef, Q, Subquery, Value, When
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
-from django_q.tasks import async_task
 
 from incidents import selectors, services
 from incidents.admin import STYLES, severity_badge, status_badge
 from incidents.alerting import GROUP_KEYS, _in_recurring_window
+from incidents.delivery import deliver_after_commit
 from incidents.models import (
     Alert,
     AlertRule,
@@ -45,16 +44,6 @@ STATE_RANK = Case(
     output_field=IntegerField(),
 )
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-def deliver_after_commit(notification_ids: list[int]) -> None:
-    """Hand queued notifications to a worker once the transaction that queued them commits."""
-    if not notification_ids:
-        return
-    ids = list(notification_ids)
-    # robust: the change is committed either way, and the minute sweep delivers whatever a
-    # broker outage left queued, so a failed enqueue must not turn the admin page into a 500.
-    transaction.on_commit(lambda: async_task("incidents.tasks.deliver_notifications", ids), robust=True)
 
 
 def actor_name(request) -> str:

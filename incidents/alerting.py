@@ -93,6 +93,8 @@ def template_error(text: str) -> str | None:
         Template(text).render(Context(_template_context_example()))
     except TemplateSyntaxError as error:
         return f"template error: {error}"
+    except Exception as error:  # e.g. {% include %} of a missing template: it would fail at every send
+        return f"template error when rendered: {type(error).__name__}: {error}"
     return None
 
 

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django_q.tasks import async_task
 
 from incidents.models import Notification, NotificationChannel
 from incidents.transports.base import Message, TransportError, transport_class
@@ -212,3 +213,13 @@ def _report_disabled(channel_name: str, error: str) -> None:
         "fingerprint": ["notification-channel-disabled", channel_name],
     }
     event_record(source=console_source(), event=event)
+
+
+def deliver_after_commit(notification_ids: list[int]) -> None:
+    """Hand queued notifications to a worker once the transaction that queued them commits."""
+    if not notification_ids:
+        return
+    ids = list(notification_ids)
+    # robust: the change is committed either way, and the minute sweep delivers whatever a
+    # broker outage left queued, so a failed enqueue must not turn the admin page into a 500.
+    transaction.on_commit(lambda: async_task("incidents.tasks.deliver_notifications", ids), robust=True)

@@ -75,3 +75,15 @@ def stop_console_runtime(django_db_setup):
     with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
         console.shutdown()
+
+
+@pytest.fixture
+def console_threads():
+    """A fresh console runtime for a test whose breakers report from background threads: their
+    writes use other connections, so such tests are transactional and wait for them at the end."""
+    from resilience import console
+
+    console.shutdown()
+    yield console
+    console.flush_reports()
+    console.shutdown()

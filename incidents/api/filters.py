@@ -1,13 +1,16 @@
 """Filters of the incident and event lists (django-filter); unknown names are refused by the backend."""
 
 import django_filters as filters
+from drf_spectacular.utils import extend_schema_field
 
+from access.filters import StrictBooleanFilter
 from incidents.api.serializers import SEVERITY_BY_NAME
 from incidents.models import Category, ErrorEvent, Incident, Level
 
 SEVERITY_CHOICES = [(name, name) for name in SEVERITY_BY_NAME]
 
 
+@extend_schema_field({"type": "string", "enum": list(SEVERITY_BY_NAME)})
 class SeverityFilter(filters.ChoiceFilter):
     """`severity=high` (exactly) and `min_severity=high` (at or above) by name."""
 
@@ -27,7 +30,7 @@ class IncidentFilter(filters.FilterSet):
     source = filters.CharFilter(field_name="source__slug")
     error_type = filters.CharFilter(field_name="error_type__code")
     environment = filters.CharFilter(field_name="environments__environment")
-    regressed = filters.BooleanFilter()
+    regressed = StrictBooleanFilter()
     last_seen_after = filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
     last_seen_before = filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
 
