@@ -176,3 +176,11 @@ def test_the_schema_and_the_offline_swagger_ui_need_a_login(api_as, client, admi
 def test_the_recent_errors_carry_the_seeds_timestamp(api_as, incidents):
     recent = api_as("viewer").get("/api/v1/summary/").json()["data"]["recent_errors"][0]
     assert abs((timezone.datetime.fromisoformat(recent["timestamp"]) - timezone.now()).total_seconds()) < 60
+
+
+def test_a_body_nested_too_deeply_is_refused_naming_the_body(api_as, incidents):
+    body = '{"minutes": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = api_as("triager").post(
+        f"/api/v1/incidents/{incidents[0].pk}/mute/", body, content_type="application/json"
+    )
+    assert (response.status_code, response.json()["field"]) == (400, "body")
