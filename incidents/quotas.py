@@ -74,3 +74,15 @@ def quota_consume(*, source_id: int, limit_per_minute: int, amount: int = 1) -> 
     if used <= limit_per_minute:
         return None
     return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+
+
+def quota_usage(*, source_id: int, limit_per_minute: int) -> tuple[int, int | None]:
+    """Events counted against the source this minute, and seconds until its quota renews when used up."""
+    if limit_per_minute == 0:
+        return 0, None  # unlimited sources are not counted
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    used = _get_counter().add(str(source_id), 0, window)  # adding nothing reads the shared count
+    if used < limit_per_minute:
+        return used, None
+    return used, max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))

@@ -41,6 +41,21 @@ def fresh_quotas(settings):
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles(settings):
+    """Start every test with no API requests counted: token ids repeat across tests."""
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter("*throttle_*"):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_key_cache():
     """Forget cached ingest keys: each test makes its own sources and keys."""
     from incidents.api import ingest

@@ -5,7 +5,6 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
@@ -74,23 +73,15 @@ def test_each_role_group_includes_the_ones_below_it(django_user_model):
     assert "change_breaker" in groups["admin"] and "change_breaker" not in groups["triager"]
 
 
-def test_a_token_over_its_rate_is_throttled_with_retry_after(django_user_model, settings):
+def test_a_token_over_its_rate_is_throttled_with_retry_after(django_user_model, monkeypatch):
     from access.authentication import TokenRateThrottle
 
-    cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "3/min"}}
-    TokenRateThrottle.THROTTLE_RATES = {"api": "3/min"}
-    try:
-        user_with_role(django_user_model, "viewer")
-        out = StringIO()
-        call_command("createtoken", "viewer-user", stdout=out)
-        client = bearer(out.getvalue().strip())
-        statuses = [client.get("/api/v1/incidents/").status_code for _ in range(4)]
-        assert statuses == [200, 200, 200, 429]
-        throttled = client.get("/api/v1/incidents/")
-        assert int(throttled["Retry-After"]) > 0 and throttled.json()["retry_after"] > 0
-    finally:
-        from rest_framework.settings import api_settings
-
-        TokenRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"api": "3/min"})
+    user_with_role(django_user_model, "viewer")
+    out = StringIO()
+    call_command("createtoken", "viewer-user", stdout=out)
+    client = bearer(out.getvalue().strip())
+    statuses = [client.get("/api/v1/incidents/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    throttled = client.get("/api/v1/incidents/")
+    assert int(throttled["Retry-After"]) > 0 and throttled.json()["retry_after"] > 0
