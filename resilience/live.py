@@ -101,12 +101,18 @@ class ConfigWatcher:
 
     def _check(self) -> None:
         try:
+            self._apply_if_moved()
+        finally:
+            # Back to the pool after every poll, applying included: a watcher stopped right after
+            # applying would otherwise take its connection with it and drain the pool.
+            connection.close()
+
+    def _apply_if_moved(self) -> None:
+        try:
             version = config_version()
         except Exception:
             logger.warning("could not read the resilience config version", exc_info=True)
             return
-        finally:
-            connection.close()  # this thread's connection goes back to the pool between polls
         if version == self.applied:
             return
         self.applied = version
