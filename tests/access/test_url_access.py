@@ -18,7 +18,12 @@ from tests.api_support import token_client, user_with_role
 from tests.incidents.test_alerting_admin import firing_alert
 from tests.support import native_event
 
-pytestmark = pytest.mark.django_db
+# The breaker switches record transitions from the console runtime's own threads and connections:
+# the test must be transactional, and wait for those writes at the end (console_threads).
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 CREDENTIALS = ("anonymous", "ingest key", "viewer", "triager", "admin")
 RANK = {"viewer": 1, "triager": 2, "admin": 3}
