@@ -24,8 +24,18 @@ from django.db.models import Q
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
 
+from incidents import live
 from incidents.alert_values import Measured, measure_rules
-from incidents.models import MAX_WINDOW_MINUTES, Alert, AlertRule, Notification, NotificationChannel, Severity, Silence
+from incidents.models import (
+    MAX_WINDOW_MINUTES,
+    Alert,
+    AlertRule,
+    LiveMessage,
+    Notification,
+    NotificationChannel,
+    Severity,
+    Silence,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +200,7 @@ class _Steps:
         self.created: list[Alert] = []
         self.changed: list[Alert] = []
         self.notify: list[tuple[Alert, str]] = []
+        self.moved: list[Alert] = []  # alerts that went pending, firing or resolved: the live stream shows them
         self.routing = Routing()
 
     def rule(self, rule: AlertRule, measured: list[Measured], alerts: dict[str, Alert]) -> None:
@@ -209,9 +220,12 @@ class _Steps:
     def _step(self, rule: AlertRule, alert: Alert, value: float) -> None:
         alert.rule = rule
         before = [getattr(alert, field) for field in STEP_FIELDS]
+        state = alert.state
         event = _step(rule, alert, value, self.now, self.silences)
         if event:
             self.notify.append((alert, event))
+        if alert.state != state and alert.state != Alert.State.INACTIVE:
+            self.moved.append(alert)
         if alert.pk and before != [getattr(alert, field) for field in STEP_FIELDS]:
             self.changed.append(alert)
 
@@ -220,6 +234,12 @@ class _Steps:
         _update_alerts(self.changed)
         rows = [row for alert, event in self.notify for row in _notification_rows(alert, event, self.routing)]
         Notification.objects.bulk_create(rows)
+        live.publish_many(
+            [
+                LiveMessage(topic=f"alert.{alert.state}", key=f"alert:{alert.pk}", payload=live.alert_payload(alert))
+                for alert in self.moved
+            ]
+        )
         return [row.pk for row in rows]
 
 

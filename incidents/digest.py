@@ -15,7 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from incidents import services
+from incidents import live, services
 from incidents.models import (
     ErrorEvent,
     ErrorType,
@@ -25,6 +25,7 @@ from incidents.models import (
     IncidentHour,
     IncidentMinute,
     IncidentUser,
+    LiveMessage,
     Source,
     SourceMinute,
 )
@@ -128,6 +129,7 @@ def _digest_batch(categories: dict[int, str], batch_size: int, touched: set[tupl
         _update_sources(groups)
         _attach_events(groups, incidents)
         _apply_lifecycle(groups, incidents)
+        _publish_live(incidents)
     touched.update((g.source_id, g.error_type_id) for g in groups.values())
     return len(events)
 
@@ -326,6 +328,24 @@ def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
                 actor=DIGEST_ACTOR,
                 detail={"from": incident.severity, "to": g.severity},
             )
+
+
+def _publish_live(incidents) -> None:
+    """One live message per incident this batch touched (a burst is one message, not one per event)."""
+    fresh = Incident.objects.filter(pk__in=[row.pk for row in incidents.values()])
+    created = {row.pk for row in incidents.values() if row.event_count == 0}
+    live.publish_many(
+        [
+            LiveMessage(
+                topic="incident.created" if incident.pk in created else "incident.updated",
+                key=f"incident:{incident.pk}",
+                payload=live.incident_payload(incident),
+                source_id=incident.source_id,
+                incident_id=incident.pk,
+            )
+            for incident in fresh
+        ]
+    )
 
 
 def _attach_events(groups, incidents) -> None:

@@ -31,6 +31,40 @@ def publish(
     return message
 
 
+def publish_many(messages: list[LiveMessage]) -> None:
+    """Record several live messages in one INSERT; one signal after commit wakes consumers for all."""
+    created = LiveMessage.objects.bulk_create(messages)
+    if created:
+        transaction.on_commit(lambda: _signal(created[-1]))
+
+
+def incident_payload(incident, **extra) -> dict:
+    """What the stream says about an incident: enough to draw its row without asking the API."""
+    return {
+        "id": incident.pk,
+        "title": incident.title,
+        "status": incident.status,
+        "severity": incident.severity,
+        "event_count": incident.event_count,
+        "last_seen": incident.last_seen.isoformat() if incident.last_seen else None,
+        "source": incident.source_id,
+        **extra,
+    }
+
+
+def alert_payload(alert) -> dict:
+    return {
+        "id": alert.pk,
+        "rule": alert.rule.name,
+        "state": alert.state,
+        "severity": alert.severity,
+        "value": alert.value,
+        "labels": alert.labels,
+        "flapping": alert.flapping,
+        "acknowledged": alert.acknowledged_at is not None,
+    }
+
+
 def _signal(message: LiveMessage) -> None:
     layer = get_channel_layer()
     if layer is None:

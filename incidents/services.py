@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from incidents import storage
+from incidents import live, storage
 from incidents.ingest.classification import classify_and_group
 from incidents.models import (
     Alert,
@@ -202,6 +202,13 @@ def _transition(
             detail=detail or {},
             **_actor_fields(by),
         )
+        live.publish(
+            topic="incident.updated",
+            key=f"incident:{locked.pk}",
+            payload=live.incident_payload(locked, change=kind, from_status=previous, actor=_actor_name(by)),
+            source_id=locked.source_id,
+            incident_id=locked.pk,
+        )
     incident.refresh_from_db()
     return incident
 
@@ -319,6 +326,11 @@ def _actor_name(by: Actor) -> str:
     return _actor_fields(by)["actor"]
 
 
+def publish_alert(alert: Alert, change: str) -> None:
+    """Tell the live stream an alert was acknowledged or resolved by hand."""
+    live.publish(topic=f"alert.{change}", key=f"alert:{alert.pk}", payload=live.alert_payload(alert))
+
+
 def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
     """Stop a firing alert's repeat notifications; tell channels that got the firing one. Return those queued."""
     from incidents.alerting import notifications_create, was_notified
@@ -331,6 +343,7 @@ def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
             return []
         locked.acknowledged_at, locked.acknowledged_by = timezone.now(), _actor_name(by)
         locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        publish_alert(locked, "acknowledged")
         queued = (
             notifications_create(alert=locked, event="acknowledged", now=timezone.now()) if was_notified(locked) else []
         )
@@ -350,6 +363,7 @@ def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
         now = timezone.now()
         locked.state, locked.resolved_at, locked.resolved_by = Alert.State.RESOLVED, now, _actor_name(by)
         locked.save(update_fields=["state", "resolved_at", "resolved_by"])
+        publish_alert(locked, "resolved")
         queued = notifications_create(alert=locked, event="resolved", now=now) if notify else []
     alert.refresh_from_db()
     return queued

@@ -88,13 +88,20 @@ def form_errors(response) -> dict:
 
 
 def assert_delivery_enqueued(callbacks, ids: list[int], settings) -> None:
-    """One on-commit callback hands exactly `ids` to delivery; on the ORM broker, run it and read the queue."""
-    assert len(callbacks) == 1
+    """The on-commit callbacks hand exactly `ids` to delivery, once; on the ORM broker, run them and read the queue.
+
+    Other callbacks (the live stream's signal) may run beside it.
+    """
+    assert callbacks
     if "orm" not in settings.Q_CLUSTER:
-        return  # a real broker: the callback is not run from these tests
-    callbacks[0]()
-    queued = [row.task for row in OrmQ.objects.all() if row.task.get("func") == DELIVER]
-    assert [task["args"] for task in queued] == [(ids,)]
+        return  # a real broker: the callbacks are not run from these tests
+    for callback in callbacks:
+        callback()
+    assert [task["args"] for task in delivery_tasks()] == [(ids,)]
+
+
+def delivery_tasks() -> list[dict]:
+    return [row.task for row in OrmQ.objects.all() if row.task.get("func") == DELIVER]
 
 
 # Pages
@@ -320,7 +327,9 @@ def test_resolving_a_pending_alert_queues_nothing_and_enqueues_no_delivery(
     pending.refresh_from_db()
     assert pending.state == Alert.State.RESOLVED
     assert not pending.notifications.exists()
-    assert callbacks == []
+    for callback in callbacks:
+        callback()
+    assert delivery_tasks() == []
     assert message_texts(response) == ["Resolved: 1 alert."]
 
 

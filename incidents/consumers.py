@@ -1,0 +1,168 @@
+"""The live stream at /ws/live/: LiveMessage rows, in id order, to the browsers subscribed to them.
+
+Who: a logged-in session or an API token (`?token=ict_...`: browsers cannot set headers on a
+websocket), of a viewer or above; anonymous connections are closed with 4401, others below
+viewer with 4403. The origin is checked against ALLOWED_HOSTS before this runs (config/asgi.py).
+
+Client frames (JSON text, at most MAX_FRAME_BYTES):
+    {"type": "subscribe", "topics": ["incident", "breaker", "alert", "degradation", "config"] or ["*"],
+     "source": "<slug>", "incident": <id>, "after": <last id seen, to replay what was missed>}
+Server frames:
+    {"type": "subscribed", "after": <id>}     then every later message that matches:
+    {"type": "message", "id": 42, "topic": "incident.updated", "key": "incident:7", "payload": {...}, "at": "..."}
+    {"type": "error", "field": "topics", "error": "unknown topics ['x']; use any of ..."}
+
+Messages are read from the table, never trusted to the signal: the channel layer's "live"
+group only wakes the reader early; a connection that misses a signal (a worker publishing
+on the in-memory layer of another process) still reads the row at its next poll. A slow
+client is never buffered for: the next rows are read only once the last ones were sent.
+"""
+
+import asyncio
+import contextlib
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from access.roles import Role, role_of
+from incidents.live import GROUP
+from incidents.models import Incident, LiveMessage, Source
+
+TOPICS = ("incident", "breaker", "alert", "degradation", "config")
+MAX_FRAME_BYTES = 4096
+POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the table is read this often
+BATCH = 200
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        role = await database_sync_to_async(role_of)(self.scope.get("user"))
+        if role == Role.NONE:
+            # Accepted first: a close before the handshake would be a bare HTTP 403, without the reason.
+            await self.accept()
+            await self.close(code=4401 if not _authenticated(self.scope) else 4403)
+            return
+        self.topics: frozenset[str] = frozenset(TOPICS)
+        self.source_id: int | None = None
+        self.incident_id: int | None = None
+        self.after = await database_sync_to_async(_newest_id)()
+        self.wake = asyncio.Event()
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        await self.accept()
+        self.reader = asyncio.create_task(self._deliver_forever())
+
+    async def disconnect(self, code):
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.cancel()
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        raw = text_data if text_data is not None else bytes_data
+        if len(raw) > MAX_FRAME_BYTES:
+            await self.close(code=1009)  # message too big
+            return
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            await self._error("frame", "must be a JSON object")
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
+            await self._error("type", 'the only frame a client sends is {"type": "subscribe", ...}')
+            return
+        await self._subscribe(frame)
+
+    async def live_message(self, event):
+        """A publisher's signal: read the table now rather than at the next poll."""
+        self.wake.set()
+
+    async def _subscribe(self, frame: dict) -> None:
+        problem = await database_sync_to_async(_subscription_problem)(frame, self.scope.get("user"))
+        if problem:
+            await self._error(*problem)
+            return
+        topics = frame.get("topics") or ["*"]
+        self.topics = frozenset(TOPICS) if "*" in topics else frozenset(topics)
+        self.source_id = await database_sync_to_async(_source_id)(frame.get("source"))
+        self.incident_id = frame.get("incident")
+        if frame.get("after") is not None:
+            self.after = frame["after"]
+        await self.send(text_data=json.dumps({"type": "subscribed", "after": self.after}))
+        self.wake.set()
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
+            self.wake.clear()
+            await self._deliver_new()
+
+    async def _deliver_new(self) -> None:
+        while True:
+            rows = await database_sync_to_async(_rows_after)(self.after, BATCH)
+            for row in rows:
+                if self._wants(row):
+                    await self.send(text_data=json.dumps(_frame(row)))
+                self.after = row["id"]
+            if len(rows) < BATCH:
+                return
+
+    def _wants(self, row: dict) -> bool:
+        if row["topic"].split(".", 1)[0] not in self.topics:
+            return False
+        if self.incident_id is not None and row["incident_id"] != self.incident_id:
+            return False
+        return self.source_id is None or row["source_id"] == self.source_id
+
+    async def _error(self, field: str, message: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "field": field, "error": message}))
+
+
+def _authenticated(scope) -> bool:
+    user = scope.get("user")
+    return user is not None and user.is_authenticated
+
+
+def _newest_id() -> int:
+    return LiveMessage.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _rows_after(after: int, limit: int) -> list[dict]:
+    fields = ("id", "topic", "key", "payload", "created_at", "source_id", "incident_id")
+    return list(LiveMessage.objects.filter(id__gt=after).order_by("id").values(*fields)[:limit])
+
+
+def _frame(row: dict) -> dict:
+    return {
+        "type": "message",
+        "id": row["id"],
+        "topic": row["topic"],
+        "key": row["key"],
+        "payload": row["payload"],
+        "at": row["created_at"].isoformat(),
+    }
+
+
+def _subscription_problem(frame: dict, user) -> tuple[str, str] | None:
+    """The (field, message) of the first thing wrong with a subscription, or None."""
+    topics = frame.get("topics", ["*"])
+    if not isinstance(topics, list) or not all(isinstance(topic, str) for topic in topics):
+        return "topics", 'must be a list of topic names, e.g. ["incident", "breaker"]'
+    unknown = sorted(set(topics) - set(TOPICS) - {"*"})
+    if unknown:
+        return "topics", f"unknown topics {unknown}; use any of {list(TOPICS)} or ['*']"
+    after = frame.get("after")
+    if after is not None and (type(after) is not int or after < 0):
+        return "after", "must be the id of the last message seen (a whole number >= 0)"
+    incident = frame.get("incident")
+    if incident is not None and (type(incident) is not int or not Incident.objects.filter(pk=incident).exists()):
+        return "incident", "no such incident"  # also what one outside the user's reach would get
+    source = frame.get("source")
+    if source is not None and (not isinstance(source, str) or not Source.objects.filter(slug=source).exists()):
+        return "source", "no such source"
+    return None
+
+
+def _source_id(slug: str | None) -> int | None:
+    return Source.objects.filter(slug=slug).values_list("id", flat=True).first() if slug else None
