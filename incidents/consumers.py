@@ -26,7 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from access.roles import Role, role_of
-from incidents.live import GROUP
+from incidents.live import GROUP, newest_id
 from incidents.models import Incident, LiveMessage, Source
 
 TOPICS = ("incident", "breaker", "alert", "degradation", "config")
@@ -46,7 +46,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.topics: frozenset[str] = frozenset(TOPICS)
         self.source_id: int | None = None
         self.incident_id: int | None = None
-        self.after = await database_sync_to_async(_newest_id)()
+        self.after = await database_sync_to_async(newest_id)()
         self.wake = asyncio.Event()
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
@@ -122,10 +122,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
 def _authenticated(scope) -> bool:
     user = scope.get("user")
     return user is not None and user.is_authenticated
-
-
-def _newest_id() -> int:
-    return LiveMessage.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def _rows_after(after: int, limit: int) -> list[dict]:

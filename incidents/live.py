@@ -31,6 +31,11 @@ def publish(
     return message
 
 
+def newest_id() -> int:
+    """The id of the newest live message: a page rendered now continues the stream after it."""
+    return LiveMessage.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 def publish_many(messages: list[LiveMessage]) -> None:
     """Record several live messages in one INSERT; one signal after commit wakes consumers for all."""
     created = LiveMessage.objects.bulk_create(messages)

@@ -97,6 +97,10 @@ HIDDEN_BELOW_ROLE = {
 DELIBERATE_503 = {"readyz"}
 
 
+# Pages for people: a login session, never a token (walked by the admin-site test below).
+SESSION_PAGES = {"dashboard": "/"}
+
+
 def route_names(patterns=None, prefix="") -> list[str]:
     """Every named route outside the admin site (walked separately)."""
     names = []
@@ -112,7 +116,7 @@ def route_names(patterns=None, prefix="") -> list[str]:
 def test_every_route_says_who_may_call_it():
     names = route_names()
     assert None not in names, "every route needs a name"
-    assert sorted(set(names) - set(EXPECTED)) == []
+    assert sorted(set(names) - set(EXPECTED) - set(SESSION_PAGES)) == []
     assert sorted(set(EXPECTED) - set(names)) == []
 
 
@@ -210,8 +214,17 @@ def test_each_route_answers_each_credential_as_expected(world, name):
                 assert status == 403, where
 
 
-def test_the_admin_site_wants_a_session_whatever_token_is_sent(world):
+@pytest.mark.parametrize("url", ["/admin/", *SESSION_PAGES.values()])
+def test_the_admin_site_and_the_dashboard_want_a_session_whatever_token_is_sent(world, url):
     clients, _ = world
     for credential in CREDENTIALS:
-        response = clients[credential].get("/admin/")
+        response = clients[credential].get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"], credential
+
+
+def test_the_dashboard_opens_for_a_viewers_session_and_not_for_a_user_without_a_role(world, client, django_user_model):
+    client.force_login(django_user_model.objects.get(username="viewer-user"))
+    page = client.get("/")
+    assert page.status_code == 200 and b'id="live-status"' in page.content
+    client.force_login(user_with_role(django_user_model, "none"))
+    assert client.get("/").status_code == 403
