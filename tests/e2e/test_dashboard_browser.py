@@ -1,0 +1,105 @@
+"""The live dashboard in a real browser: Debian's chromium driven by Playwright, against uvicorn and a
+real django-q2 cluster, with events sent by the stock sentry-sdk."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.utils import timezone
+from playwright.sync_api import expect, sync_playwright
+
+from incidents import live
+from incidents.models import ErrorType, Incident, LiveMessage, Source
+from resilience.models import Breaker
+from tests.e2e.test_sentry_sdk import APP, create_source_dsn
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+@pytest.fixture
+def browser_page(live_console, django_user_model):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls around it are plain sync calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    operator = django_user_model.objects.create_superuser("operator")
+    # Hashed as the server checks it: this test process hashes with MD5 for speed, the server does not.
+    hasher = PBKDF2PasswordHasher()
+    operator.password = hasher.encode("correct horse battery", hasher.salt())
+    operator.save()
+    Breaker.objects.create(name="payments-api")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{live_console.url}/admin/login/?next=/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", "correct horse battery")
+        page.click("input[type=submit]")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=15_000)
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
+def test_an_event_from_the_sdk_appears_and_a_tripped_breaker_changes_the_board(browser_page, live_console):
+    page = browser_page
+    dsn = create_source_dsn()
+    subprocess.run([sys.executable, str(APP), dsn], env=live_console.env, capture_output=True, timeout=60)
+    expect(page.locator("#incidents tr.new").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#incidents")).to_contain_text("KeyError", timeout=20_000)
+    page.request.post(
+        f"{live_console.url}/api/v1/circuit-breakers/payments-api/force-open/",
+        headers={"X-CSRFToken": page.evaluate("document.body.dataset.csrf"), "Referer": live_console.url + "/"},
+    )
+    expect(page.locator('[data-breaker="payments-api"]')).to_have_class("breaker state-open", timeout=15_000)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
+def test_a_cut_socket_falls_back_to_polling_then_returns_live_with_exactly_the_missed_messages(browser_page):
+    page = browser_page
+    cut = {"on": True}  # while on, new connections are refused; then they go through to the server
+
+    def route(socket):
+        if cut["on"]:
+            socket.close()
+        else:
+            socket.connect_to_server()
+
+    page.route_web_socket("**/ws/live/**", route)
+    page.evaluate("window.liveConsole.socket.close()")
+    expect(page.locator("#live-status")).to_have_text("live updates degraded (polling)", timeout=10_000)
+    before = live.newest_id()
+    missed = [publish_incident(f"missed while offline {n}") for n in range(3)]
+    missed_ids = list(LiveMessage.objects.filter(id__gt=before).values_list("id", flat=True))
+    cut["on"] = False
+    expect(page.locator("#live-status")).to_have_text("live", timeout=20_000)
+    expect(page.locator("#incidents")).to_contain_text("missed while offline 2", timeout=10_000)
+    received = page.evaluate("window.liveConsole.received")
+    assert [i for i in received if i > before] == missed_ids
+    assert len(missed) == 3
+
+
+def publish_incident(title: str) -> Incident:
+    source, _ = Source.objects.get_or_create(name="Browser", defaults={"slug": "browser"})
+    incident = Incident.objects.create(
+        source=source, fingerprint=title, title=title, error_type=ErrorType.objects.get(code="NETWORK_TIMEOUT"),
+        category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
+    )  # fmt: skip
+    live.publish(
+        topic="incident.created", key=f"incident:{incident.pk}", payload=live.incident_payload(incident),
+        source_id=source.pk, incident_id=incident.pk,
+    )  # fmt: skip
+    return incident
