@@ -256,6 +256,9 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
 
+# Live stream: messages are kept this long, so a browser that was away less can catch up exactly.
+LIVE_MESSAGE_RETENTION_SECONDS = env_int("LIVE_MESSAGE_RETENTION_SECONDS", 3600, minimum=60)
+
 # Reporting API (/api/v1/): API tokens or a session, roles from groups, one error shape, cursor pages.
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)

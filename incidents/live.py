@@ -8,10 +8,13 @@ Redis message) is still in the table for consumers to read by id.
 """
 
 import logging
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from incidents.models import LiveMessage
 
@@ -29,6 +32,13 @@ def publish(
     )
     transaction.on_commit(lambda: _signal(message))
     return message
+
+
+def expire_old() -> int:
+    """Delete the messages older than LIVE_MESSAGE_RETENTION; return how many went."""
+    cutoff = timezone.now() - timedelta(seconds=settings.LIVE_MESSAGE_RETENTION_SECONDS)
+    deleted, _ = LiveMessage.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def newest_id() -> int:

@@ -1,6 +1,6 @@
 """django-q2 task functions: they take ids, refetch, and call services."""
 
-from incidents import alerting, delivery
+from incidents import alerting, delivery, live
 from incidents.digest import digest_pending
 
 
@@ -24,3 +24,8 @@ def sweep_alerts() -> int:
 def deliver_notifications(notification_ids: list[int]) -> int:
     """Deliver the given notification attempts."""
     return delivery.deliver(notification_ids)
+
+
+def expire_live_messages() -> int:
+    """Delete live messages older than LIVE_MESSAGE_RETENTION (a browser away longer reloads the page)."""
+    return live.expire_old()
