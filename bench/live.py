@@ -1,6 +1,6 @@
 """Live stream benchmark: event POST to websocket message, 500 held connections, and a burst.
 
-    .venv/bin/python bench/live.py [--trials 30] [--clients 500] [--burst 5000]
+    .venv/bin/python bench/live.py [--trials 30] [--clients 500] [--burst 5000] [--wake-interval 0.5]
 
 Recreates PostgreSQL database `console_bench_live` (BENCH_LIVE_DATABASE_URL), starts uvicorn
 on config.asgi (one process) and one qcluster, both on Redis (channel layer and broker), then:
@@ -146,7 +146,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--burst", type=int, default=5000)
+    parser.add_argument("--wake-interval", type=float, help="DIGEST_WAKE_INTERVAL for the web process (default 0.5)")
     args = parser.parse_args()
+    if args.wake_interval is not None:
+        os.environ["DIGEST_WAKE_INTERVAL"] = str(args.wake_interval)
     recreate_database(DATABASE_URL)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env(), check=True)
     load_key, probe_key, token = (

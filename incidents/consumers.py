@@ -13,9 +13,10 @@ Server frames:
     {"type": "error", "field": "topics", "error": "unknown topics ['x']; use any of ..."}
 
 Messages are read from the table, never trusted to the signal: the channel layer's "live"
-group only wakes the reader early; a connection that misses a signal (a worker publishing
-on the in-memory layer of another process) still reads the row at its next poll. A slow
-client is never buffered for: the next rows are read only once the last ones were sent.
+group only wakes the reader early; a signal that never comes (a worker publishing on the
+in-memory layer of another process) is made up for by the next poll. One reader per process
+(the hub) reads each new row once for all its connections. A slow client is never buffered
+for without bound: past INBOX_BATCHES waiting batches it reads the table at its own pace.
 """
 
 import asyncio
@@ -33,6 +34,49 @@ TOPICS = ("incident", "breaker", "alert", "degradation", "config")
 MAX_FRAME_BYTES = 4096
 POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the table is read this often
 BATCH = 200
+INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
+
+
+class _Hub:
+    """The one reader of the table in a process: each new row is read once and offered to every
+    local consumer, however many browsers are connected."""
+
+    def __init__(self):
+        self.consumers: set[LiveConsumer] = set()
+        self.wake = asyncio.Event()
+        self.after: int | None = None
+        self.reader: asyncio.Task | None = None
+
+    async def join(self, consumer: "LiveConsumer") -> None:
+        if self.after is None:
+            self.after = await database_sync_to_async(newest_id)()
+        self.consumers.add(consumer)
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.create_task(self._read_forever())
+
+    def leave(self, consumer: "LiveConsumer") -> None:
+        self.consumers.discard(consumer)
+
+    async def _read_forever(self) -> None:
+        while self.consumers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
+            self.wake.clear()
+            while True:
+                rows = await database_sync_to_async(_rows_after)(self.after, BATCH)
+                if rows:
+                    self.after = rows[-1]["id"]
+                    for consumer in list(self.consumers):
+                        consumer.offer(rows)
+                if len(rows) < BATCH:
+                    break
+
+
+_hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}
+
+
+def _hub() -> _Hub:
+    return _hubs.setdefault(asyncio.get_running_loop(), _Hub())
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -47,15 +91,20 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.source_id: int | None = None
         self.incident_id: int | None = None
         self.after = await database_sync_to_async(newest_id)()
-        self.wake = asyncio.Event()
+        # Batches the hub read, waiting to be sent; a client too slow to keep up is not buffered for:
+        # its inbox is emptied and it catches up from the table at its own pace.
+        self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=INBOX_BATCHES)
+        self.catching_up = False
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
-        self.reader = asyncio.create_task(self._deliver_forever())
+        await _hub().join(self)
+        self.sender = asyncio.create_task(self._send_forever())
 
     async def disconnect(self, code):
-        reader = getattr(self, "reader", None)
-        if reader is not None:
-            reader.cancel()
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            _hub().leave(self)
+            sender.cancel()
             await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
@@ -74,8 +123,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self._subscribe(frame)
 
     async def live_message(self, event):
-        """A publisher's signal: read the table now rather than at the next poll."""
-        self.wake.set()
+        """A publisher's signal: the hub reads the table now rather than at its next poll."""
+        _hub().wake.set()
+
+    def offer(self, rows: list[dict]) -> None:
+        """Take a batch from the hub; when too many wait, drop them and catch up from the table instead."""
+        try:
+            self.inbox.put_nowait(rows)
+        except asyncio.QueueFull:
+            while not self.inbox.empty():
+                self.inbox.get_nowait()
+            self.catching_up = True
+            self.inbox.put_nowait([])  # wakes the sender
 
     async def _subscribe(self, frame: dict) -> None:
         problem = await database_sync_to_async(_subscription_problem)(frame, self.scope.get("user"))
@@ -88,25 +147,27 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.incident_id = frame.get("incident")
         if frame.get("after") is not None:
             self.after = frame["after"]
+            self.catching_up = True  # replay from the table what came after it
+            self.offer([])
         await self.send(text_data=json.dumps({"type": "subscribed", "after": self.after}))
-        self.wake.set()
 
-    async def _deliver_forever(self) -> None:
+    async def _send_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
-            self.wake.clear()
-            await self._deliver_new()
+            rows = await self.inbox.get()
+            while self.catching_up:
+                self.catching_up = False
+                backlog = await database_sync_to_async(_rows_after)(self.after, BATCH)
+                await self._send(backlog)
+                self.catching_up = self.catching_up or len(backlog) == BATCH
+            await self._send(rows)
 
-    async def _deliver_new(self) -> None:
-        while True:
-            rows = await database_sync_to_async(_rows_after)(self.after, BATCH)
-            for row in rows:
-                if self._wants(row):
-                    await self.send(text_data=json.dumps(_frame(row)))
-                self.after = row["id"]
-            if len(rows) < BATCH:
-                return
+    async def _send(self, rows: list[dict]) -> None:
+        for row in rows:
+            if row["id"] <= self.after:
+                continue  # sent already, while catching up
+            if self._wants(row):
+                await self.send(text_data=json.dumps(_frame(row)))
+            self.after = row["id"]
 
     def _wants(self, row: dict) -> bool:
         if row["topic"].split(".", 1)[0] not in self.topics:
