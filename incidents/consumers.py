@@ -22,6 +22,7 @@ for without bound: past INBOX_BATCHES waiting batches it reads the table at its 
 import asyncio
 import contextlib
 import json
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -34,6 +35,9 @@ TOPICS = ("incident", "breaker", "alert", "degradation", "config")
 MAX_FRAME_BYTES = 4096
 POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the table is read this often
 BATCH = 200
+# Live updates of one incident go out at most this often (the newest wins): a burst of events
+# is a few messages a second to a browser. Replays after a reconnect are never coalesced.
+COALESCE_SECONDS = 0.25
 INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
 
 
@@ -95,6 +99,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # its inbox is emptied and it catches up from the table at its own pace.
         self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=INBOX_BATCHES)
         self.catching_up = False
+        self.sent_at: dict[str, float] = {}  # when each incident's last update went out
+        self.held: dict[str, dict] = {}  # the newest update of an incident waiting for its turn
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
         await _hub().join(self)
@@ -153,21 +159,51 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _send_forever(self) -> None:
         while True:
-            rows = await self.inbox.get()
-            while self.catching_up:
+            try:
+                rows = await asyncio.wait_for(self.inbox.get(), timeout=self._next_due())
+            except TimeoutError:
+                rows = []
+            while self.catching_up:  # a replay is exact: every message, none held back
                 self.catching_up = False
                 backlog = await database_sync_to_async(_rows_after)(self.after, BATCH)
-                await self._send(backlog)
+                await self._send(backlog, coalesce=False)
                 self.catching_up = self.catching_up or len(backlog) == BATCH
-            await self._send(rows)
+            await self._send(rows, coalesce=True)
+            await self._send_held_when_due()
 
-    async def _send(self, rows: list[dict]) -> None:
+    async def _send(self, rows: list[dict], *, coalesce: bool) -> None:
         for row in rows:
             if row["id"] <= self.after:
                 continue  # sent already, while catching up
-            if self._wants(row):
-                await self.send(text_data=json.dumps(_frame(row)))
             self.after = row["id"]
+            if not self._wants(row) or (coalesce and self._hold(row)):
+                continue
+            await self.send(text_data=json.dumps(_frame(row)))
+
+    def _hold(self, row: dict) -> bool:
+        """Hold an incident update that follows another within COALESCE_SECONDS; a later one replaces it."""
+        if row["topic"] != "incident.updated":
+            return False
+        now = time.monotonic()
+        if now - self.sent_at.get(row["key"], 0.0) < COALESCE_SECONDS:
+            self.held[row["key"]] = row
+            return True
+        self.sent_at[row["key"]] = now
+        self.held.pop(row["key"], None)  # superseded by this one
+        return False
+
+    async def _send_held_when_due(self) -> None:
+        now = time.monotonic()
+        for key, row in list(self.held.items()):
+            if now - self.sent_at[key] >= COALESCE_SECONDS:
+                del self.held[key]
+                self.sent_at[key] = now
+                await self.send(text_data=json.dumps(_frame(row)))
+
+    def _next_due(self) -> float | None:
+        if not self.held:
+            return None
+        return max(0.0, min(self.sent_at[key] for key in self.held) + COALESCE_SECONDS - time.monotonic())
 
     def _wants(self, row: dict) -> bool:
         if row["topic"].split(".", 1)[0] not in self.topics:

@@ -219,3 +219,37 @@ def fire_an_alert(source) -> None:
         count=3,
     )
     alerting.evaluate_rules()
+
+
+@database_sync_to_async
+def burst_of_updates(incident, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        payload = live.incident_payload(incident, event_count=n + 1)
+        message = live.publish(
+            topic="incident.updated", key=f"incident:{incident.pk}", payload=payload,
+            source_id=incident.source_id, incident_id=incident.pk,
+        )  # fmt: skip
+        ids.append(message.id)
+    return ids
+
+
+def test_a_burst_of_updates_is_coalesced_live_but_replayed_whole(web, token, source):
+    async def scenario():
+        incident = await new_incident(source, "busy")
+        async with connect(web, token=token) as ws:
+            await subscribe(ws, topics=["incident"])
+            before = await database_sync_to_async(live.newest_id)()
+            ids = await burst_of_updates(incident, 40)
+            live_frames = []
+            while not live_frames or live_frames[-1]["payload"]["event_count"] < 40:
+                live_frames.append(await received(ws))
+        async with connect(web, token=token) as ws:
+            await subscribe(ws, after=before)
+            replayed = [await received(ws) for _ in ids]
+        return before, ids, live_frames, replayed
+
+    before, ids, live_frames, replayed = run(scenario())
+    assert len(live_frames) <= 5  # the newest update wins; 40 updates in well under a second
+    assert live_frames[-1]["id"] == ids[-1]
+    assert [frame["id"] for frame in replayed] == ids and ids[0] > before

@@ -35,7 +35,7 @@ function connect() {
       stopPolling();
       setStatus("live", "live");
     } else if (frame.type === "message") {
-      live.after = frame.id;
+      live.after = Math.max(live.after, frame.id); // a coalesced update may arrive after newer messages
       live.received.push(frame.id);
       show(frame);
     }
