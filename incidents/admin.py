@@ -373,6 +373,7 @@ class IncidentAdmin(admin.ModelAdmin):
 
     class Media:
         css = STYLES
+        js = ("incidents/live_admin.js",)  # new incidents, counts and events as they happen
 
     # Columns
 

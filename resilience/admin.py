@@ -82,6 +82,7 @@ class BreakerAdmin(admin.ModelAdmin):
 
     class Media:
         css = STYLES
+        js = ("incidents/live_admin.js",)  # state badges follow transitions live
 
     def get_queryset(self, request):
         shared = BreakerState.objects.filter(name=OuterRef("name"))

@@ -103,3 +103,22 @@ def publish_incident(title: str) -> Incident:
         source_id=source.pk, incident_id=incident.pk,
     )  # fmt: skip
     return incident
+
+
+@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
+def test_the_admin_lists_show_new_incidents_and_breaker_states_live(browser_page, live_console):
+    page = browser_page
+    page.goto(f"{live_console.url}/admin/incidents/incident/")
+    page.wait_for_selector("body[data-live=subscribed]", state="attached")
+    publish_incident("appeared while the list was open")
+    expect(page.locator("#live-new")).to_have_text("1 new, refresh", timeout=10_000)
+    page.goto(f"{live_console.url}/admin/resilience/breaker/")
+    page.wait_for_selector("body[data-live=subscribed]", state="attached")
+    csrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "csrftoken")
+    page.request.post(
+        f"{live_console.url}/api/v1/circuit-breakers/payments-api/force-open/",
+        headers={"X-CSRFToken": csrf, "Referer": live_console.url + "/"},
+    )
+    expect(page.locator(".field-state .breaker-badge").first).to_have_class(
+        "breaker-badge breaker-open", timeout=10_000
+    )
