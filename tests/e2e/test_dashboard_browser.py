@@ -4,6 +4,7 @@ real django-q2 cluster, with events sent by the stock sentry-sdk."""
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from incidents import live
-from incidents.models import ErrorType, Incident, LiveMessage, Source
+from incidents import live, services
+from incidents.models import ErrorEvent, ErrorType, Incident, LiveMessage, Source
 from resilience.models import Breaker
 from tests.e2e.test_sentry_sdk import APP, create_source_dsn
 
@@ -122,3 +123,18 @@ def test_the_admin_lists_show_new_incidents_and_breaker_states_live(browser_page
     expect(page.locator(".field-state .breaker-badge").first).to_have_class(
         "breaker-badge breaker-open", timeout=10_000
     )
+
+
+@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
+def test_an_incident_page_adds_its_new_events_and_timeline_entries(browser_page, live_console):
+    page = browser_page
+    incident = publish_incident("watched incident")
+    page.goto(f"{live_console.url}/admin/incidents/incident/{incident.pk}/change/")
+    page.wait_for_selector("body[data-live=subscribed]", state="attached")
+    ErrorEvent.objects.create(
+        source=incident.source, event_id=uuid.uuid4(), incident=incident, timestamp=timezone.now(),
+        received_at=timezone.now(), level="error", title="watched incident, again",
+    )  # fmt: skip
+    services.incident_acknowledge(incident=incident, by="system:test")
+    expect(page.locator("#live-incident .live-timeline")).to_contain_text("acknowledged by system:test", timeout=10_000)
+    expect(page.locator("#live-incident .live-events")).to_contain_text("watched incident, again", timeout=10_000)
