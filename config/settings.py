@@ -215,6 +215,10 @@ if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STOR
 # Each web process wakes the digest at most this often (seconds), and once after its last event:
 # longer means bigger, cheaper batches; events still reach their incidents within about this long.
 DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)
+# ... but while a web process takes fewer than DIGEST_BUSY_REQUESTS_PER_SECOND ingest requests a second,
+# it wakes the digest this often instead: events reach incidents and the live stream within tens of ms.
+DIGEST_WAKE_INTERVAL_QUIET = env_float("DIGEST_WAKE_INTERVAL_QUIET", 0.02, minimum=0.0)
+DIGEST_BUSY_REQUESTS_PER_SECOND = env_int("DIGEST_BUSY_REQUESTS_PER_SECOND", 200, minimum=1)
 # A worker's claim on a notification attempt; one that dies mid-send is retried after it (seconds).
 NOTIFICATION_LEASE_SECONDS = env_float("NOTIFICATION_LEASE_SECONDS", 60.0, minimum=0.1)
 # Extra key names whose values are scrubbed, on top of the built-in list.

@@ -126,33 +126,59 @@ class DigestWaker:
     less than an interval ago gets a timer that wakes the digest again at the end of
     the interval, so the digest always scans after every stored event, while a burst
     of thousands of events costs a handful of tasks.
+
+    The interval follows the load: while the process stores fewer than `busy_rate`
+    requests a second it is `quiet_interval` (events reach their incidents, and the live
+    stream, within a few tens of milliseconds); busier, it is `interval`, so the digest
+    works in big batches and ingest keeps its throughput.
     """
 
-    def __init__(self, interval: float | None = None):
+    def __init__(
+        self,
+        interval: float | None = None,
+        quiet_interval: float | None = None,
+        busy_rate: int | None = None,
+        clock=time.monotonic,
+    ):
+        self._clock = clock
         self.interval = settings.DIGEST_WAKE_INTERVAL if interval is None else interval
+        self.quiet_interval = settings.DIGEST_WAKE_INTERVAL_QUIET if quiet_interval is None else quiet_interval
+        self.busy_rate = settings.DIGEST_BUSY_REQUESTS_PER_SECOND if busy_rate is None else busy_rate
         self._lock = threading.Lock()
         self._last = -self.interval
         self._timer: threading.Timer | None = None
+        self._second, self._this_second, self._previous_second = 0, 0, 0
 
     def wake(self) -> None:
         if not settings.INGEST_WAKE_DIGEST:
             return
         with self._lock:
-            now = time.monotonic()
-            if now - self._last >= self.interval:
+            now = self._clock()
+            interval = self._interval(now)
+            if now - self._last >= interval:
                 self._last = now
             else:
                 if self._timer is None:
-                    self._timer = threading.Timer(self._last + self.interval - now, self._fire)
+                    self._timer = threading.Timer(self._last + interval - now, self._fire)
                     self._timer.daemon = True
                     self._timer.start()
                 return
         digest_enqueue()
 
+    def _interval(self, now: float) -> float:
+        """Count this wake-up in its second; the interval for a rate as high as this second's or the last one's."""
+        second = int(now)
+        if second != self._second:
+            self._previous_second = self._this_second if second == self._second + 1 else 0
+            self._second, self._this_second = second, 0
+        self._this_second += 1
+        busy = max(self._this_second, self._previous_second) >= self.busy_rate
+        return self.interval if busy else min(self.quiet_interval, self.interval)
+
     def _fire(self) -> None:
         with self._lock:
             self._timer = None
-            self._last = time.monotonic()
+            self._last = self._clock()
         try:
             digest_enqueue()
         finally:

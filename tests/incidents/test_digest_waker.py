@@ -20,7 +20,7 @@ def broker(settings):
 
 
 def test_a_burst_wakes_the_digest_once_now_and_once_after_the_last_event(broker):
-    waker = DigestWaker(interval=60)  # long enough that the whole burst falls in one interval
+    waker = DigestWaker(interval=60, quiet_interval=60)  # the whole burst falls in one interval
     for _ in range(1000):
         waker.wake()
     assert broker.queue_size() == 1
@@ -32,8 +32,19 @@ def test_a_burst_wakes_the_digest_once_now_and_once_after_the_last_event(broker)
 
 
 def test_a_wake_after_the_interval_enqueues_at_once(broker):
-    waker = DigestWaker(interval=0)
+    waker = DigestWaker(interval=0, quiet_interval=0)
     waker.wake()
     waker.wake()
     assert broker.queue_size() == 2
     assert waker._timer is None
+
+
+def test_a_quiet_process_wakes_the_digest_at_once_and_a_busy_one_waits_the_interval(broker):
+    waker = DigestWaker(interval=60, quiet_interval=0, busy_rate=5, clock=lambda: 1000.0)  # all in one second
+    for _ in range(4):
+        waker.wake()
+    assert broker.queue_size() == 4 and waker._timer is None  # quiet: every event digested at once
+    waker.wake()  # the fifth this second: busy
+    assert broker.queue_size() == 4
+    assert waker._timer is not None
+    waker._timer.cancel()
