@@ -37,7 +37,7 @@ POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the ta
 BATCH = 200
 # Live updates of one incident go out at most this often (the newest wins): a burst of events
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
-COALESCE_SECONDS = 0.25
+COALESCE_SECONDS = 0.3
 INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
 
 

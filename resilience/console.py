@@ -50,6 +50,7 @@ def runtime() -> Runtime:
             if _runtime is None:
                 # A wall clock: state times are shared with other processes and machines.
                 started = Runtime(store=_make_store(), clock=time.time, reporter=_recorder.record)
+                started.degradation.add_listener(_report_level_change)
                 set_runtime(started)
                 _watcher = ConfigWatcher(lambda version: apply_saved_config(started)).start()
                 _housekeeper = _Housekeeper(started).start()
@@ -105,6 +106,14 @@ def report_windows(target: Runtime) -> None:
         _recorder.record("breaker.windows", {"windows": windows, "wall_time": time.time()})
 
 
+def _report_level_change(change) -> None:
+    """Queue a degradation level change for the live stream (written by the recorder's thread)."""
+    _recorder.record(
+        "degradation.changed",
+        {"level": change.level.name, "previous": change.previous.name, "reason": change.reason, "process": PROCESS},
+    )
+
+
 def shutdown() -> None:
     """Stop this process's threads and forget its runtime (tests, and processes that fork)."""
     global _runtime, _watcher, _housekeeper
@@ -155,6 +164,7 @@ class _Housekeeper:
         while not self._stopped.wait(settings.RESILIENCE_STATE_POLL_SECONDS):
             try:
                 self._target.breakers.poll()
+                self._target.degradation.evaluate()  # a level change reaches the live stream without a caller
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + settings.RESILIENCE_WINDOW_REPORT_SECONDS
                     report_windows(self._target)
@@ -228,6 +238,10 @@ def _write(kind: str, payload: dict) -> None:
         event_record(source=console_source(), event={**payload, "server_name": PROCESS})
     elif kind.startswith("recovery."):
         recovery_record(source=console_source(), kind=kind, payload=payload, process=PROCESS)
+    elif kind == "degradation.changed":
+        from incidents import live
+
+        live.publish(topic="degradation.changed", key="degradation", payload=payload)
 
 
 _recorder = _Recorder()

@@ -253,3 +253,27 @@ def test_a_burst_of_updates_is_coalesced_live_but_replayed_whole(web, token, sou
     assert len(live_frames) <= 5  # the newest update wins; 40 updates in well under a second
     assert live_frames[-1]["id"] == ids[-1]
     assert [frame["id"] for frame in replayed] == ids and ids[0] > before
+
+
+def test_a_degradation_level_change_reaches_the_stream(web, token, console_threads):
+    from resilience.models import Breaker, DegradationFeature, DegradationRule
+
+    @database_sync_to_async
+    def open_a_critical_breaker():
+        Breaker.objects.create(name="payments-api")
+        DegradationFeature.objects.create(name="checkout", breakers="payments-api", critical=True)
+        DegradationRule.objects.create(name="critical-open", condition="critical_breaker_open", level=2)
+        runtime = console_threads.runtime()
+        console_threads.apply_saved_config(runtime)
+        runtime.breaker("payments-api").force_open(reason="maintenance")
+
+    async def scenario():
+        async with connect(web, token=token) as ws:
+            await subscribe(ws, topics=["degradation"])
+            await open_a_critical_breaker()
+            return await received(ws, timeout=10)
+
+    message = run(scenario())
+    assert (message["topic"], message["payload"]["level"], message["payload"]["previous"]) == (
+        "degradation.changed", "MINIMAL", "FULL",
+    )  # fmt: skip
