@@ -2,6 +2,7 @@
 real django-q2 cluster, with events sent by the stock sentry-sdk."""
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -64,6 +65,8 @@ def test_an_event_from_the_sdk_appears_and_a_tripped_breaker_changes_the_board(b
         headers={"X-CSRFToken": page.evaluate("document.body.dataset.csrf"), "Referer": live_console.url + "/"},
     )
     expect(page.locator('[data-breaker="payments-api"]')).to_have_class("breaker state-open", timeout=15_000)
+    points = page.locator('[data-breaker="payments-api"] .sparkline polyline')
+    expect(points).to_have_attribute("points", re.compile(r"\d"), timeout=10_000)  # sampled into its sparkline
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 

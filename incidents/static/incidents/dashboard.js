@@ -175,6 +175,33 @@ async function drawEventRate() {
   });
 }
 
+// The breaker board's figures and sparklines: the failure rate of each breaker, sampled every few
+// seconds since the page opened (window reports are a snapshot; the history lives here).
+const breakerHistory = {};
+const SPARK_POINTS = 60;
+
+async function refreshBreakers() {
+  const response = await api("/api/v1/circuit-breakers/");
+  if (!response.ok) return;
+  const breakers = (await response.json()).circuit_breakers;
+  for (const [name, breaker] of Object.entries(breakers)) {
+    const card = document.querySelector(`[data-breaker="${CSS.escape(name)}"]`);
+    if (!card) continue;
+    card.className = `breaker state-${breaker.state}`;
+    card.querySelector(".state").textContent = breaker.state;
+    card.querySelector(".rate").textContent = breaker.failure_rate === null ? "–" : `${breaker.failure_rate.toFixed(1)} %`;
+    card.querySelector(".calls").textContent = breaker.calls;
+    const history = (breakerHistory[name] = breakerHistory[name] || []);
+    history.push(breaker.failure_rate || 0);
+    if (history.length > SPARK_POINTS) history.shift();
+    const step = 100 / (SPARK_POINTS - 1);
+    card.querySelector(".sparkline polyline").setAttribute(
+      "points",
+      history.map((rate, index) => `${(index * step).toFixed(1)},${(20 - rate / 5).toFixed(1)}`).join(" "),
+    );
+  }
+}
+
 document.getElementById("incidents").addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
@@ -188,3 +215,5 @@ document.getElementById("incidents").addEventListener("click", async (event) => 
 connect();
 drawEventRate();
 setInterval(drawEventRate, 10000);
+refreshBreakers();
+setInterval(refreshBreakers, 5000);

@@ -109,5 +109,7 @@
     }
   }
 
-  connect();
+  // Loaded in the head by the admin's Media: the page must exist before frames update it.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+  else connect();
 })();
