@@ -277,3 +277,32 @@ def test_a_degradation_level_change_reaches_the_stream(web, token, console_threa
     assert (message["topic"], message["payload"]["level"], message["payload"]["previous"]) == (
         "degradation.changed", "MINIMAL", "FULL",
     )  # fmt: skip
+
+
+@pytest.fixture
+def second_web(django_db_blocker):
+    """Another uvicorn process on the same database (and the same Redis channel layer when REDIS_URL is set)."""
+    with django_db_blocker.unblock():
+        database_url = database_url_for_processes()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    server = _start_uvicorn({**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}, listener)
+    try:
+        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/live/"
+    finally:
+        _stop(server)
+        listener.close()
+
+
+def test_clients_of_two_web_processes_both_get_a_message(web, second_web, token, source):
+    async def scenario():
+        async with connect(web, token=token) as first, connect(second_web, token=token) as second:
+            await subscribe(first, topics=["incident"])
+            await subscribe(second, topics=["incident"])
+            incident = await new_incident(source, "seen everywhere")
+            return incident, await received(first), await received(second)
+
+    incident, first, second = run(scenario())
+    assert first["payload"]["id"] == second["payload"]["id"] == incident.pk
+    assert first["id"] == second["id"]
