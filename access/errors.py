@@ -6,8 +6,7 @@ so a client handles errors the same way wherever they come from.
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.response import Response
+from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -58,12 +57,6 @@ class FieldError(exceptions.ValidationError):
 
     def __init__(self, field: str, message: str):
         super().__init__({field: [message]})
-
-
-def bad_request(field: str, message: str) -> Response:
-    return Response(
-        {"error": message, "field": field, "errors": {field: [message]}}, status=status.HTTP_400_BAD_REQUEST
-    )
 
 
 def not_found(request, exception=None):
