@@ -96,9 +96,7 @@ def load(events: int, incidents: int) -> None:
 
 def time_pages(requests: int) -> None:
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from incidents.models import ErrorEvent, Incident
 
@@ -121,7 +119,15 @@ def time_pages(requests: int) -> None:
         "event list, source=1": "/admin/incidents/errorevent/?source__id__exact=1",
         "event page": f"/admin/incidents/errorevent/{event.pk}/change/",
     }
-    print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
+    print_timings(client, pages, requests, heading="page")
+
+
+def print_timings(client, pages: dict[str, str], requests: int, *, heading: str) -> None:
+    """GET each page `requests` times in-process and print p50/p95 server time and its query count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    print(f"{heading:40} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
     for name, url in pages.items():
         timings = []
         for _ in range(requests):
@@ -130,7 +136,7 @@ def time_pages(requests: int) -> None:
                 response = client.get(url)
                 timings.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200:
-                raise SystemExit(f"{name}: {url} answered {response.status_code}")
+                raise SystemExit(f"{name}: {url} answered {response.status_code}: {response.content[:200]}")
         timings.sort()
         p95 = timings[max(0, int(len(timings) * 0.95) - 1)]
         print(f"{name:40} {statistics.median(timings):8.1f} {p95:8.1f} {len(queries):8d}")

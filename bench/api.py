@@ -11,10 +11,8 @@ p50/p95 and the number of queries. --keep reuses an already loaded database.
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 DATABASE_URL = os.environ.get("BENCH_API_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/console_bench_api")
 os.environ["BENCH_ADMIN_DATABASE_URL"] = DATABASE_URL  # the admin benchmark's loader fills this database
 
-from bench.admin import load  # noqa: E402
+from bench.admin import load, print_timings  # noqa: E402
 from bench.ingest import recreate_database  # noqa: E402
 
 ROLLUP_SQL = """
@@ -70,8 +68,6 @@ def endpoints() -> dict[str, str]:
 
 def time_endpoints(requests: int) -> None:
     from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
     from access.models import ApiToken
@@ -82,19 +78,7 @@ def time_endpoints(requests: int) -> None:
     _token, raw = api_token_create(user=user, name="bench")
     client = APIClient(HTTP_HOST="127.0.0.1")
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    print(f"{'endpoint':36} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
-    for name, url in endpoints().items():
-        timings = []
-        for _ in range(requests):
-            with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
-                response = client.get(url)
-                timings.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:
-                raise SystemExit(f"{name}: {url} answered {response.status_code}: {response.content[:200]}")
-        timings.sort()
-        p95 = timings[max(0, int(len(timings) * 0.95) - 1)]
-        print(f"{name:36} {statistics.median(timings):8.1f} {p95:8.1f} {len(queries):8d}")
+    print_timings(client, endpoints(), requests, heading="endpoint")
 
 
 def main() -> None:
