@@ -128,7 +128,8 @@ def test_the_summary_counts_from_the_rollups_in_the_seeds_shape(api_as, incident
 
 def test_stats_give_a_series_per_minute_the_rate_and_the_tops(api_as, incidents, source):
     body = api_as("viewer").get(f"/api/v1/stats/?minutes=10&source={source.slug}").json()
-    assert len(body["series"]) == 10 and body["series"][-1]["count"] == 5 == body["total"]
+    # The events fall in the last minute or, when the clock turned meanwhile, the one before it.
+    assert len(body["series"]) == 10 and sum(point["count"] for point in body["series"][-2:]) == 5 == body["total"]
     assert body["error_rate_per_minute"] == 0.5
     assert [row["count"] for row in body["top_incidents"]] == [3, 2]
     assert body["top_error_types"][0]["count"] == 3
