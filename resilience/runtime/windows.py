@@ -168,12 +168,14 @@ class TimeWindow:
         self._second = second  # the newest second the ring covers
         self._noted = itertools.count()
         self._last_marker = next(self._noted)
-        self._noting = (second, self._noted.__next__)
+        # The end of the second, not the second itself: comparing floats skips an int() per call,
+        # and a clock that stepped back keeps noting into the newest bucket as advance() would.
+        self._noting = (second + 1, self._noted.__next__)
 
     def note_success(self) -> None:
-        second, note = self._noting
-        now = int(self._clock())
-        if now != second:
+        second_ends, note = self._noting
+        now = self._clock()
+        if now >= second_ends:
             with self._lock:
                 self.advance(now)
                 self._noting[1]()
