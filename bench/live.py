@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -92,20 +93,31 @@ async def subscribed(token: str, **fields):
     return ws
 
 
-async def latency(token: str, probe_key: str, trials: int) -> list[float]:
+async def latency(token: str, probe_key: str, trials: int) -> tuple[list[float], list[float]]:
+    """Seconds from each POST to its message, and of those, from the POST to the message's row.
+
+    The row's time is the server's wall clock, on this machine, taken in the digest's transaction.
+    """
     ws = await subscribed(token, topics=["incident"], source="probe")
-    figures = []
+    totals, to_row = [], []
     for trial in range(trials):
         title = f"probe {trial} {uuid.uuid4().hex[:6]}"
-        started = time.perf_counter()
+        started = time.time()
         await asyncio.to_thread(post, probe_key, [event(title)])
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
             if frame["topic"] == "incident.created" and frame["payload"]["title"] == title:
-                figures.append(time.perf_counter() - started)
+                totals.append(time.time() - started)
+                to_row.append(datetime.fromisoformat(frame["at"]).timestamp() - started)
                 break
     await ws.close()
-    return figures
+    return totals, to_row
+
+
+def percentiles(figures: list[float]) -> str:
+    figures = sorted(figures)
+    p95 = figures[max(0, round(0.95 * len(figures)) - 1)]
+    return f"p50 {statistics.median(figures) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {figures[-1] * 1000:.0f} ms"
 
 
 async def memory(token: str, clients: int, server: psutil.Process) -> tuple[float, float]:
@@ -175,12 +187,13 @@ def main() -> None:
         wait_for_port(PORT)
         loader = threading.Thread(target=background_load, args=(load_key, 100, stop), daemon=True)
         loader.start()
-        figures = sorted(asyncio.run(latency(token, probe_key, args.trials)))
-        p95 = figures[max(0, round(0.95 * len(figures)) - 1)]
+        totals, to_row = asyncio.run(latency(token, probe_key, args.trials))
         print(
-            f"event POST -> websocket message, 100 events/s of background load, {len(figures)} trials: "
-            f"p50 {statistics.median(figures) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {figures[-1] * 1000:.0f} ms"
+            f"event POST -> websocket message, 100 events/s of background load, {len(totals)} trials: "
+            f"{percentiles(totals)}"
         )
+        print(f"  of which POST -> message row written by the digest: {percentiles(to_row)}")
+        print(f"  and row -> websocket: {percentiles([t - r for t, r in zip(totals, to_row, strict=True)])}")
         stop.set()
         loader.join()
         base, extra = asyncio.run(memory(token, args.clients, psutil.Process(web.pid)))

@@ -484,7 +484,7 @@ class NotificationChannel(models.Model):
     @property
     def breaker_name(self) -> str:
         """Deliveries to this channel go through this breaker (configurable in admin under that name)."""
-        return f"notify:{self.name}"
+        return f"notify:{self.name.replace('/', '-')}"  # a breaker name is a URL segment
 
     def clean(self) -> None:
         from incidents.transports.base import transport_class

@@ -52,7 +52,7 @@ def runtime() -> Runtime:
                 started = Runtime(store=_make_store(), clock=time.time, reporter=_recorder.record)
                 started.degradation.add_listener(_report_level_change)
                 set_runtime(started)
-                _watcher = ConfigWatcher(lambda version: apply_saved_config(started)).start()
+                _watcher = ConfigWatcher(lambda version: apply_saved_config(started)).apply_now().start()
                 _housekeeper = _Housekeeper(started).start()
                 _runtime = started
     return _runtime
@@ -87,11 +87,13 @@ def apply_saved_config(target: Runtime) -> list:
 
 
 _reported_refusals: set[tuple[str, str]] = set()
+# Not _lock: the first config is applied while runtime() holds that one.
+_refusals_lock = threading.Lock()
 
 
 def _first_report_of(error) -> bool:
     """Report each refusal once per process: every later config change would otherwise repeat it."""
-    with _lock:
+    with _refusals_lock:
         key = (error.field, error.reason)
         if key in _reported_refusals:
             return False
@@ -249,8 +251,8 @@ _recorder = _Recorder()
 
 def _forget_parent_runtime() -> None:
     """A forked process starts its own runtime: the parent's threads did not come along."""
-    global _runtime, _watcher, _housekeeper, _recorder, _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    global _runtime, _watcher, _housekeeper, _recorder, _lock, _refusals_lock
+    _lock, _refusals_lock = threading.Lock(), threading.Lock()  # another thread may have held them at the fork
     _runtime = _watcher = _housekeeper = None
     _recorder = _Recorder()
     _reported_refusals.clear()

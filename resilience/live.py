@@ -8,6 +8,7 @@ it at once. The poll stays on with Redis, so a lost message or a Redis outage de
 change by one poll interval at most, never forever.
 """
 
+import asyncio
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "resilience:config"
 RESUBSCRIBE_SECONDS = 5.0
+RETRY_SECONDS = 1.0
 
 
 def config_version() -> int:
@@ -65,20 +67,33 @@ class ConfigWatcher:
     """Call `on_change(version)` in a daemon thread whenever the configuration version moves.
 
     The first call happens at start, with the version found then, so the callback also
-    loads the initial configuration. A callback that raises is logged and not retried
-    until the version moves again: it is expected to keep its last good configuration.
+    loads the initial configuration; `apply_now()` makes it in the caller's thread first.
+    The callback refuses entries it cannot apply without raising (keeping their last good
+    config); when it raises all the same, the database was briefly unreachable, say, and
+    the version is tried again after RETRY_SECONDS rather than skipped until the next save.
     """
 
     def __init__(self, on_change: Callable[[int], None], *, poll_seconds: float | None = None):
         self.on_change = on_change
         self.poll_seconds = settings.RESILIENCE_CONFIG_POLL_SECONDS if poll_seconds is None else poll_seconds
         self.applied: int | None = None
+        self._retry_at = 0.0
         self._stopped = threading.Event()
         self._next_subscribe_at = 0.0
         self._thread = threading.Thread(target=self._run, name="resilience-config-watcher", daemon=True)
 
     def start(self) -> "ConfigWatcher":
         self._thread.start()
+        return self
+
+    def apply_now(self) -> "ConfigWatcher":
+        """Apply the current version in the caller's thread, before start(): a new process's first
+        calls then run on the saved config, not on the defaults. On an event loop, where the
+        database may not be used, the thread does it moments later instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._apply_if_moved()
         return self
 
     def stop(self, timeout: float = 5) -> None:
@@ -113,13 +128,15 @@ class ConfigWatcher:
         except Exception:
             logger.warning("could not read the resilience config version", exc_info=True)
             return
-        if version == self.applied:
+        if version == self.applied or time.monotonic() < self._retry_at:
             return
-        self.applied = version
         try:
             self.on_change(version)
         except Exception:
-            logger.exception("could not apply resilience config version %s", version)
+            logger.exception("could not apply resilience config version %s; retrying shortly", version)
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return
+        self.applied = version
 
     def _wait(self, subscription):
         """Wait one poll interval, or less when a change is published; return the subscription still usable."""

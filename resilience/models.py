@@ -1,6 +1,7 @@
 """Resilience configuration the console stores and every running process applies live."""
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 from resilience.exceptions import ConfigError
@@ -75,6 +76,14 @@ class BreakerState(models.Model):
         return f"{self.name}: {self.state}"
 
 
+# Any printable name without a slash (it is a URL segment in the API) or surrounding spaces:
+# notification channels, whose names are free text, get breakers named "notify:<channel name>".
+BREAKER_NAME = RegexValidator(
+    r"^[^\s/](?:[^/\x00-\x1f\x7f]*[^\s/])?\Z",
+    "Use printable characters without '/' and without leading or trailing spaces.",
+)
+
+
 def _positive(field: str) -> models.Q:
     return models.Q(**{f"{field}__isnull": True}) | models.Q(**{f"{field}__gt": 0})
 
@@ -91,7 +100,13 @@ class Breaker(models.Model):
         COUNT = "count", "Last N calls"
         TIME = "time", "Last N seconds"
 
-    name = models.SlugField(max_length=200, unique=True, help_text="What code names it: @breaker('payments-api').")
+    name = models.CharField(
+        max_length=200,
+        unique=True,
+        validators=[BREAKER_NAME],
+        help_text="What code names it: @breaker('payments-api'). The console's own: 'redis', and "
+        "'notify:<channel name>' for deliveries to a notification channel.",
+    )
     description = models.TextField(blank=True)
     component = models.CharField(max_length=200, blank=True, help_text="Reported with its events.")
     error_type = models.ForeignKey(

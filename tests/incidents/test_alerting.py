@@ -19,6 +19,8 @@ from incidents.models import (
     Silence,
 )
 from resilience import console
+from resilience.models import Breaker
+from resilience.runtime.state import State
 from tests.receivers import Receiver, Reply
 from tests.support import native_event
 
@@ -377,6 +379,17 @@ def test_a_rule_grouped_by_incident_fires_once_per_incident(source, channel, rec
         digest_and_evaluate()
     assert Alert.objects.filter(state="firing").count() == 2
     assert len({r.json()["dedup_key"] for r in receiver.requests}) == 2
+
+
+def test_a_breaker_saved_in_admin_for_a_channel_governs_its_deliveries(channel, receiver):
+    saved = Breaker(name=channel.breaker_name, window_size=1, minimum_calls=1, failure_rate_threshold=100)
+    saved.full_clean()  # "notify:ops-hook" is a name the admin form accepts
+    saved.save()
+    console.apply_saved_config(console.runtime())
+    receiver.reply = Reply(status=503)
+    delivery.deliver([services.channel_test(channel=channel, by="user:ops").pk])
+    # One failed call opens it, as saved: the default needs ten calls in its window first.
+    assert console.breaker(channel.breaker_name).state == State.OPEN
 
 
 def test_deliveries_go_through_the_channels_breaker(channel, receiver):
