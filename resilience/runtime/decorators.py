@@ -16,6 +16,8 @@ apply and registration bumps, so the common call costs one global read and one c
   call's own arguments (like recovery's and degradation's fallbacks) when every attempt failed or
   the breaker refused.
 - `@recover("component")`: failures go through the runtime's recovery policies.
+- `@critical`: marks a function that runs at every degradation level; `@emergency_only`: runs the
+  function only while the runtime's degradation level is EMERGENCY, else returns None.
 
 A sync call cannot be interrupted safely: with a `timeout` it runs to its end and, when it took
 longer (by the runtime's clock), its result is discarded and TimeoutError raised, so the breaker
@@ -31,9 +33,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from resilience.exceptions import ConfigError
+from resilience.runtime.degradation import mark_critical, run_in_emergency_only
 from resilience.runtime.runtime import Clock, Runtime, get_runtime
 
-__all__ = ["breaker", "recover", "resilient", "retry"]
+__all__ = ["breaker", "critical", "emergency_only", "recover", "resilient", "retry"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +64,16 @@ class _PerRuntime(Generic[T]):
         self._cached = (runtime, generation, value)
         return value
 
+    async def get_async(self) -> T:
+        """As get(), but a build that may touch a blocking store (database, Redis) runs off the event loop."""
+        runtime = get_runtime()
+        cached = self._cached
+        if cached is not None and cached[0] is runtime and cached[1] == runtime.generation:
+            return cached[2]
+        if runtime.breakers.store.blocking:
+            return await asyncio.to_thread(self.get)
+        return self.get()
+
 
 def breaker(name: str) -> Decorator:
     """Decorate a sync or async function so every call goes through the runtime's breaker `name`."""
@@ -71,7 +84,7 @@ def breaker(name: str) -> Decorator:
 
             @functools.wraps(fn)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                return await resolved.get().call_async(fn, *args, **kwargs)
+                return await (await resolved.get_async()).call_async(fn, *args, **kwargs)
 
             return guarded_async  # type: ignore[return-value]
 
@@ -129,6 +142,14 @@ def recover(component: str, *, error_type: str | None = None) -> Decorator:
     return decorate
 
 
+critical = mark_critical
+
+
+def emergency_only(fn: F) -> F:
+    """Run `fn` only while the current runtime's degradation level is EMERGENCY; else return None."""
+    return run_in_emergency_only(fn, lambda: get_runtime().degradation)  # type: ignore[return-value]
+
+
 def resilient(
     *,
     breaker: str | None = None,
@@ -149,7 +170,7 @@ def resilient(
             @functools.wraps(fn)
             async def protected_async(*args: Any, **kwargs: Any) -> Any:
                 try:
-                    return await chain.get()(*args, **kwargs)
+                    return await (await chain.get_async())(*args, **kwargs)
                 except Exception as error:
                     if fallback is None:
                         raise

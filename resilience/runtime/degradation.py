@@ -16,6 +16,7 @@ store them and runtimes can pull them as JSON, and `apply()` swaps them at run t
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -251,7 +252,10 @@ class DegradationManager:
         clock: Callable[[], float] = time.monotonic,
         history_limit: int = 100,
         refresh_seconds: float = 1.0,
+        blocking_inputs: bool = False,
     ) -> None:
+        """`blocking_inputs`: `breaker_state` may do network I/O (a database or Redis state store),
+        so async callers gather the inputs in a worker thread rather than on the event loop."""
         if (
             isinstance(history_limit, bool)
             or not isinstance(history_limit, int)
@@ -262,6 +266,7 @@ class DegradationManager:
             raise ConfigError("refresh_seconds", f"must be from 0 to 3600, got {refresh_seconds!r}")
         self._breaker_state = breaker_state
         self._error_rate = error_rate
+        self._blocking_inputs = blocking_inputs
         self._fallbacks: Mapping[str, Callable[..., Any]] = fallbacks if fallbacks is not None else {}
         self._clock = clock
         self._refresh_seconds = refresh_seconds
@@ -458,7 +463,7 @@ class DegradationManager:
 
     async def call_async(self, feature: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await `fn`, or the feature's fallback (sync or async) when the feature is unavailable."""
-        target = fn if self.is_available(feature) else self._fallback_for(feature)
+        target = fn if await self._off_loop(self.is_available, feature) else self._fallback_for(feature)
         result = target(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
 
@@ -483,39 +488,22 @@ class DegradationManager:
 
         return decorate
 
-    def critical(self, fn: Callable[..., T]) -> Callable[..., T]:
-        """Mark `fn` as critical: it always runs, at every level including EMERGENCY.
+    async def level_async(self) -> Level:
+        """`level`, for async callers: a re-evaluation that reads a blocking store runs off the loop."""
+        return await self._off_loop(lambda: self.level)
 
-        It is never gated, so wrapping is only a marker (`__degradation__ == "critical"`) that
-        makes the intent explicit next to `guard` and `emergency_only`.
-        """
-        fn.__degradation__ = "critical"  # type: ignore[attr-defined]
-        return fn
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._blocking_inputs:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def critical(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """Mark `fn` as critical: it always runs, at every level including EMERGENCY (see mark_critical)."""
+        return mark_critical(fn)
 
     def emergency_only(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Run `fn` only while the level is EMERGENCY (e.g. a safe-shutdown path).
-
-        At any other level the call is skipped and returns None without running `fn`.
-        """
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                if self.level is Level.EMERGENCY:
-                    return await fn(*args, **kwargs)
-                return None
-
-            run_async.__degradation__ = "emergency_only"  # type: ignore[attr-defined]
-            return run_async
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            if self.level is Level.EMERGENCY:
-                return fn(*args, **kwargs)
-            return None
-
-        run.__degradation__ = "emergency_only"  # type: ignore[attr-defined]
-        return run
+        """Run `fn` only while this manager's level is EMERGENCY; elsewhere skip it and return None."""
+        return run_in_emergency_only(fn, lambda: self)
 
     def _feature(self, name: str) -> Feature:
         try:
@@ -545,3 +533,33 @@ class DegradationManager:
                 for change in self.history()
             ],
         }
+
+
+def mark_critical(fn: Callable[..., T]) -> Callable[..., T]:
+    """Mark `fn` as critical: it is never gated, so the mark (`__degradation__ == "critical"`) only
+    makes the intent explicit next to `guard` and `emergency_only`."""
+    fn.__degradation__ = "critical"  # type: ignore[attr-defined]
+    return fn
+
+
+def run_in_emergency_only(fn: Callable[..., Any], manager: Callable[[], DegradationManager]) -> Callable[..., Any]:
+    """Wrap `fn` to run only while `manager()`'s level is EMERGENCY (a safe-shutdown path, say); else return None."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            if await manager().level_async() is Level.EMERGENCY:
+                return await fn(*args, **kwargs)
+            return None
+
+        run_async.__degradation__ = "emergency_only"  # type: ignore[attr-defined]
+        return run_async
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if manager().level is Level.EMERGENCY:
+            return fn(*args, **kwargs)
+        return None
+
+    run.__degradation__ = "emergency_only"  # type: ignore[attr-defined]
+    return run

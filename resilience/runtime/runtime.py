@@ -246,6 +246,7 @@ class Runtime:
             error_rate=error_rate or self._breaker_error_rate,
             fallbacks=self.fallbacks,
             clock=clock,
+            blocking_inputs=self.breakers.store.blocking,
         )
         self.recovery = RecoveryManager(
             [],

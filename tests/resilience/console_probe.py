@@ -7,6 +7,7 @@ failing calls through breaker NAME, then answers each stdin line: "fail" makes o
 failing call; anything else prints {"minimum_calls", "calls", "state"}. Stops when stdin closes.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -27,10 +28,8 @@ def refused() -> None:
 
 
 def fail(breaker) -> None:
-    try:
+    with contextlib.suppress(ConnectionError):
         breaker.call(refused)
-    except ConnectionError:
-        pass
 
 
 def report(breaker) -> None:

@@ -6,6 +6,9 @@ import threading
 import pytest
 
 from resilience.runtime.breaker import BreakerConfig, CallNotPermitted, CircuitBreaker, State
+from resilience.runtime.decorators import breaker as breaker_decorator
+from resilience.runtime.degradation import DEFAULT_RULES, Feature
+from resilience.runtime.runtime import Runtime, set_runtime
 from resilience.runtime.state import InMemoryStateStore
 from tests.resilience.runtime.test_windows import FakeClock
 
@@ -173,6 +176,14 @@ class BlockingStore(InMemoryStateStore):
         super().__init__()
         self.callers: set[int] = set()
 
+    def read(self, name: str):
+        self.callers.add(threading.get_ident())
+        return super().read(name)
+
+    def compare_and_set(self, name: str, expected_generation: int, new) -> bool:
+        self.callers.add(threading.get_ident())
+        return super().compare_and_set(name, expected_generation, new)
+
     def acquire_half_open_permit(self, name: str, generation: int, limit: int) -> bool:
         self.callers.add(threading.get_ident())
         return super().acquire_half_open_permit(name, generation, limit)
@@ -183,9 +194,43 @@ async def test_a_blocking_store_is_called_off_the_event_loop():
     store = BlockingStore()
     clock = FakeClock()
     breaker = CircuitBreaker("remote", BreakerConfig(minimum_calls=1, window_size=2), store=store, clock=clock)
+    store.callers.clear()  # the constructor's read, made by this sync code
     with pytest.raises(Boom):
         await breaker.call_async(boom)
     clock.advance(60)
     assert await breaker.call_async(ok) == "ok"
     assert breaker.state is State.CLOSED
     assert store.callers and threading.get_ident() not in store.callers
+
+
+@pytest.mark.asyncio
+async def test_decorators_and_degradation_reach_a_blocking_store_only_off_the_event_loop():
+    store, clock = BlockingStore(), FakeClock()
+    runtime = Runtime(store=store, clock=clock, error_rate=lambda: 0.0)  # levels from open breakers only
+    runtime.apply({"breakers": {"quotes-api": {"minimum_calls": 1, "window_size": 2, "automatic_half_open": True}}})
+    runtime.degradation.apply([Feature("quotes", breakers=("quotes-api",))], DEFAULT_RULES)
+    previous = set_runtime(runtime)
+    try:
+
+        @breaker_decorator("charts-api")
+        async def chart() -> str:
+            return "chart"
+
+        store.callers.clear()  # what the set-up above read, on this thread
+        assert await chart() == "chart"  # its first call builds the breaker, reading the store
+        assert store.callers and threading.get_ident() not in store.callers
+
+        with pytest.raises(Boom):
+            await runtime.breaker("quotes-api").call_async(boom)
+        assert runtime.breaker("quotes-api").state is State.OPEN
+        store.callers.clear()
+        clock.advance(120)  # the open wait is over: the next look at the state moves it to half-open
+        assert await runtime.degradation.call_async("quotes", _live_quote) == "live"
+        assert store.callers and threading.get_ident() not in store.callers
+        assert runtime.breaker("quotes-api").state is State.HALF_OPEN
+    finally:
+        set_runtime(previous)
+
+
+async def _live_quote() -> str:
+    return "live"

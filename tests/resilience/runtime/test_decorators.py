@@ -4,9 +4,10 @@ import pytest
 
 from resilience.exceptions import ConfigError
 from resilience.runtime.breaker import CallNotPermitted, State
-from resilience.runtime.decorators import breaker, recover, resilient, retry
+from resilience.runtime.decorators import breaker, critical, emergency_only, recover, resilient, retry
+from resilience.runtime.degradation import Level
 from resilience.runtime.recovery import RecoveryPolicy, Strategy
-from resilience.runtime.runtime import get_runtime, set_runtime
+from resilience.runtime.runtime import Runtime, get_runtime, set_runtime
 from tests.resilience.runtime.test_runtime import Harness, retry_policy
 
 
@@ -273,3 +274,24 @@ def test_recover_reraises_when_no_policy_matches(harness):
     with pytest.raises(KeyError):
         work()
     assert get_runtime().recovery.stats()["unmatched"] == 1
+
+
+def test_emergency_only_and_critical_follow_the_runtime_installed_after_decoration():
+    @emergency_only
+    def safe_shutdown() -> str:
+        return "shut down"
+
+    @critical
+    def close_positions() -> str:
+        return "closed"
+
+    calm, failing = Runtime(error_rate=lambda: 0.0), Runtime(error_rate=lambda: 0.99)
+    previous = set_runtime(calm)
+    try:
+        assert safe_shutdown() is None
+        set_runtime(failing)  # installed after decoration, as configure() does
+        assert failing.degradation.level is Level.EMERGENCY
+        assert safe_shutdown() == "shut down"
+        assert close_positions() == "closed" and close_positions.__degradation__ == "critical"
+    finally:
+        set_runtime(previous)
