@@ -5,11 +5,14 @@
 Prints the overhead per call of each breaker on the success path (wrapped call minus a direct
 call of the same trivial function, best of several repeats), then the throughput of 8 threads
 and of 100 asyncio tasks sharing one breaker next to the same work unprotected: a breaker that
-serialised its callers behind a lock would fall far behind the unprotected figure.
+serialised its callers behind a lock would fall far behind the unprotected figure. With Redis
+reachable (REDIS_URL, default redis://127.0.0.1:6379/0) it also times a breaker sharing its
+state through Redis and counts the commands Redis received meanwhile: the success path makes none.
 """
 
 import asyncio
 import importlib.metadata
+import os
 import sys
 import threading
 import time
@@ -21,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import circuitbreaker
 import pybreaker
+import redis
 
 from resilience.runtime.breaker import BreakerConfig, CircuitBreaker, WindowKind
+from resilience.runtime.redis_store import RedisStateStore
 
 CALLS_PER_REPEAT = 200_000
 REPEATS = 7
@@ -63,6 +68,25 @@ def overhead_rows() -> list[tuple[str, float]]:
         baseline = direct_via_lambda if label.endswith("call(f)") else direct
         rows.append((label, best_ns_per_call(function) - baseline))
     return rows
+
+
+def redis_store_row() -> tuple[float, int, int] | None:
+    """(overhead per call in ns, successful calls made, commands Redis received meanwhile), or None without Redis."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    counter = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        counter.ping()
+    except redis.ConnectionError:
+        return None
+    store = RedisStateStore.from_url(url, prefix=f"bench:{time.time_ns()}:")
+    breaker = CircuitBreaker("redis-store", BreakerConfig(window_kind=WindowKind.COUNT, window_size=100), store=store)
+    direct_via_lambda = best_ns_per_call(lambda: target())
+    before = counter.info("stats")["total_commands_processed"]
+    overhead = best_ns_per_call(lambda: breaker.call(target)) - direct_via_lambda
+    # The first INFO counts itself only once processed: the second one sees it.
+    commands = counter.info("stats")["total_commands_processed"] - before - 1
+    store.close()
+    return overhead, CALLS_PER_REPEAT * REPEATS, commands
 
 
 def thread_throughput(call: Callable[[], object]) -> float:
@@ -117,6 +141,11 @@ def main() -> None:
     print(f"{'breaker':<48} {'ns/call':>9} {'us/call':>9}")
     for label, overhead in overhead_rows():
         print(f"{label:<48} {overhead:>9.0f} {overhead / 1000:>9.3f}")
+    on_redis = redis_store_row()
+    if on_redis is not None:
+        overhead, calls, commands = on_redis
+        print(f"{'ours, count window, Redis state store':<48} {overhead:>9.0f} {overhead / 1000:>9.3f}")
+        print(f"  Redis commands from anyone during those {calls:,} successful calls: {commands}")
     print()
     print(f"{'throughput':<32} {'unprotected/s':>14} {'protected/s':>14} {'ratio':>7}")
     for label, unprotected, protected in concurrency_rows():
