@@ -5,7 +5,7 @@ websocket), of a viewer or above; anonymous connections are closed with 4401, ot
 viewer with 4403. The origin is checked against ALLOWED_HOSTS before this runs (config/asgi.py).
 
 Client frames (JSON text, at most MAX_FRAME_BYTES):
-    {"type": "subscribe", "topics": ["incident", "breaker", "alert", "degradation", "config"] or ["*"],
+    {"type": "subscribe", "topics": ["incident", "breaker", "recovery", "alert", "degradation", "config"] or ["*"],
      "source": "<slug>", "incident": <id>, "after": <last id seen, to replay what was missed>}
 Server frames:
     {"type": "subscribed", "after": <id>}     then every later message that matches:
@@ -15,23 +15,30 @@ Server frames:
 Messages are read from the table, never trusted to the signal: the channel layer's "live"
 group only wakes the reader early; a signal that never comes (a worker publishing on the
 in-memory layer of another process) is made up for by the next poll. One reader per process
-(the hub) reads each new row once for all its connections. A slow client is never buffered
-for without bound: past INBOX_BATCHES waiting batches it reads the table at its own pace.
+(the hub) reads each new row once for all its connections, and it alone is in the group: a
+signal costs one channel-layer message per web process, however many browsers are connected.
+A slow client is never buffered for without bound: past INBOX_BATCHES waiting batches it
+reads the table at its own pace.
 """
 
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from access.roles import Role, role_of
 from incidents.live import GROUP, newest_id
 from incidents.models import Incident, LiveMessage, Source
 
-TOPICS = ("incident", "breaker", "alert", "degradation", "config")
+logger = logging.getLogger(__name__)
+
+TOPICS = ("incident", "breaker", "recovery", "alert", "degradation", "config")
 MAX_FRAME_BYTES = 4096
 POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the table is read this often
 BATCH = 200
@@ -39,11 +46,14 @@ BATCH = 200
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
 COALESCE_SECONDS = 0.3
 INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
+REJOIN_SECONDS = 3600  # the hub renews its group membership (channels_redis expires it after a day)
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class _Hub:
     """The one reader of the table in a process: each new row is read once and offered to every
-    local consumer, however many browsers are connected."""
+    local consumer, however many browsers are connected. It listens for publishers' signals on
+    a channel of its own in the "live" group while it has consumers."""
 
     def __init__(self):
         self.consumers: set[LiveConsumer] = set()
@@ -53,7 +63,7 @@ class _Hub:
 
     async def join(self, consumer: "LiveConsumer") -> None:
         if self.after is None:
-            self.after = await database_sync_to_async(newest_id)()
+            self.after = await _read_table(newest_id)
         self.consumers.add(consumer)
         if self.reader is None or self.reader.done():
             self.reader = asyncio.create_task(self._read_forever())
@@ -62,18 +72,54 @@ class _Hub:
         self.consumers.discard(consumer)
 
     async def _read_forever(self) -> None:
-        while self.consumers:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
-            self.wake.clear()
+        listener = asyncio.create_task(self._listen())
+        try:
+            while self.consumers:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
+                self.wake.clear()
+                await self._read_new_rows()
+        finally:
+            listener.cancel()
+
+    async def _read_new_rows(self) -> None:
+        while True:
+            rows = await _read_table(_rows_after, self.after, BATCH)
+            if rows:
+                self.after = rows[-1]["id"]
+                for consumer in list(self.consumers):
+                    consumer.offer(rows)
+            if len(rows) < BATCH:
+                return
+
+    async def _listen(self) -> None:
+        """Set `wake` on every signal; without a layer, or while it fails, the poll carries on alone."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        joined_at = -math.inf
+        try:
             while True:
-                rows = await database_sync_to_async(_rows_after)(self.after, BATCH)
-                if rows:
-                    self.after = rows[-1]["id"]
-                    for consumer in list(self.consumers):
-                        consumer.offer(rows)
-                if len(rows) < BATCH:
-                    break
+                try:
+                    if time.monotonic() - joined_at > REJOIN_SECONDS:  # memberships expire in the layer
+                        await layer.group_add(GROUP, channel)
+                        joined_at = time.monotonic()
+                    await layer.receive(channel)
+                    self.wake.set()
+                except Exception:
+                    logger.warning("live signals unavailable; reading the table every %ss", POLL_SECONDS, exc_info=True)
+                    joined_at = -math.inf
+                    await asyncio.sleep(LISTEN_RETRY_SECONDS)  # a back-off, not a synchronisation
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(layer.group_discard(GROUP, channel))
+
+
+async def _read_table(fn, *args):
+    # Not thread-sensitive: the stream's reads must not queue behind the requests Django serves
+    # in its one thread-sensitive executor (ingest, pages) under the same ASGI server.
+    return await database_sync_to_async(fn, thread_sensitive=False)(*args)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}
@@ -84,6 +130,9 @@ def _hub() -> _Hub:
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: the hub listens for the signals (a layer alias that names no layer).
+    channel_layer_alias = "live-consumers-use-the-hub"
+
     async def connect(self):
         role = await database_sync_to_async(role_of)(self.scope.get("user"))
         if role == Role.NONE:
@@ -101,7 +150,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.catching_up = False
         self.sent_at: dict[str, float] = {}  # when each incident's last update went out
         self.held: dict[str, dict] = {}  # the newest update of an incident waiting for its turn
-        await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
         await _hub().join(self)
         self.sender = asyncio.create_task(self._send_forever())
@@ -111,7 +159,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if sender is not None:
             _hub().leave(self)
             sender.cancel()
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         raw = text_data if text_data is not None else bytes_data
@@ -127,10 +174,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._error("type", 'the only frame a client sends is {"type": "subscribe", ...}')
             return
         await self._subscribe(frame)
-
-    async def live_message(self, event):
-        """A publisher's signal: the hub reads the table now rather than at its next poll."""
-        _hub().wake.set()
 
     def offer(self, rows: list[dict]) -> None:
         """Take a batch from the hub; when too many wait, drop them and catch up from the table instead."""
@@ -165,7 +208,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 rows = []
             while self.catching_up:  # a replay is exact: every message, none held back
                 self.catching_up = False
-                backlog = await database_sync_to_async(_rows_after)(self.after, BATCH)
+                backlog = await _read_table(_rows_after, self.after, BATCH)
                 await self._send(backlog, coalesce=False)
                 self.catching_up = self.catching_up or len(backlog) == BATCH
             await self._send(rows, coalesce=True)

@@ -105,7 +105,7 @@ class Breaker(models.Model):
         unique=True,
         validators=[BREAKER_NAME],
         help_text="What code names it: @breaker('payments-api'). The console's own: 'redis', and "
-        "'notify:<channel name>' for deliveries to a notification channel.",
+        "'notify:' followed by a notification channel's name for deliveries to that channel.",
     )
     description = models.TextField(blank=True)
     component = models.CharField(max_length=200, blank=True, help_text="Reported with its events.")

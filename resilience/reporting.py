@@ -170,13 +170,22 @@ def _transition_event(breaker_name, breaker, from_state, to_state, mode, reason,
 
 
 def recovery_record(*, source: Source, kind: str, payload: dict, process: str) -> None:
-    """Report a recovery outcome or alert as an event of `source`, one incident per policy and outcome."""
+    """Report a recovery outcome or alert as an event of `source`, one incident per policy and outcome,
+    and on the live stream at once (the incident's own message follows when the digest runs)."""
     recovered = payload.get("outcome") == "recovered"
-    event_record(
-        source=source,
-        event={**recovery_event(kind, payload), "server_name": process[:200]},
-        error_type=None if recovered else payload.get("error_type"),
-    )
+    event = recovery_event(kind, payload)
+    with transaction.atomic():
+        event_record(
+            source=source,
+            event={**event, "server_name": process[:200]},
+            error_type=None if recovered else payload.get("error_type"),
+        )
+        live.publish(
+            topic=kind,  # recovery.outcome or recovery.alert
+            key=f"recovery:{event['tags']['policy']}",
+            payload={**event["tags"], "component": event.get("component"), "message": event["message"]},
+            source_id=source.pk,
+        )
 
 
 def event_record(*, source: Source, event: dict, error_type: str | None = None) -> None:
