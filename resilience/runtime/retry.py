@@ -417,6 +417,7 @@ class Retrier:
         budget: RetryBudget | None = None,
         on_retry: RetryHook | None = None,
         retry_on_result: Callable[[Any], bool] | None = None,
+        reporter: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         policy.validate()
         self.policy = policy
@@ -428,6 +429,7 @@ class Retrier:
         self._rng = rng if rng is not None else random.Random()
         self._on_retry = on_retry
         self._retry_on_result = retry_on_result
+        self._reporter = reporter
         self._exception_types = tuple(resolve_exception_type(spec) for spec in policy.retry_on_exceptions)
         self._error_types = frozenset(policy.retry_on_error_types)
         self._categories = frozenset(policy.retry_on_categories)
@@ -574,6 +576,28 @@ class Retrier:
         logger.info("Retry policy %r gave up %s: %d attempt(s)", self.policy.name, reason, call.attempt)
         if isinstance(outcome, BaseException):
             self._annotate(outcome, call)
+        if self.policy.on_give_up == GiveUpAction.ALERT:
+            self._report_alert(outcome, call)
+
+    def _report_alert(self, outcome: object, call: _Call) -> None:
+        """Tell the console (as recovery alerts are told) that this policy gave up on what it covers."""
+        if self._reporter is None:
+            return
+        # A bad result is judged by its status, when it has one.
+        error_type = classify(outcome) if isinstance(outcome, BaseException) else classify(status_of(outcome) or 0)
+        payload = {
+            "policy": self.policy.name,
+            "strategy": "retry",
+            "component": self.policy.name,
+            "error_type": error_type,
+            "error": f"{outcome!r} ({call.give_up_reason}, {call.attempt} attempt(s))"[:1000],
+            "severity": "error",
+        }
+        try:
+            self._reporter("recovery.alert", payload)
+        except Exception:
+            # Reporting to the console must never break the application it observes.
+            logger.warning("retry reporter failed for policy %r", self.policy.name, exc_info=True)
 
     def _annotate(self, error: BaseException, call: _Call) -> None:
         error.add_note(f"Retry policy {self.policy.name!r} gave up {call.give_up_reason}: {call.attempt} attempt(s).")

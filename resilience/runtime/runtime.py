@@ -423,6 +423,7 @@ class Runtime:
             sleep=self._sleep,
             async_sleep=self._async_sleep,
             rng=self._rng,
+            reporter=self._reporter,
         )
 
     def _apply_rate_limits(self, data: object, errors: list[ConfigError]) -> None:

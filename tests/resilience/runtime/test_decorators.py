@@ -2,8 +2,9 @@
 
 import pytest
 
-from resilience.exceptions import ConfigError
+from resilience.exceptions import ApiError, ConfigError
 from resilience.runtime.breaker import CallNotPermitted, State
+from resilience.runtime.catalog import classify
 from resilience.runtime.decorators import breaker, critical, emergency_only, recover, resilient, retry
 from resilience.runtime.degradation import Level
 from resilience.runtime.recovery import RecoveryPolicy, Strategy
@@ -295,3 +296,21 @@ def test_emergency_only_and_critical_follow_the_runtime_installed_after_decorati
         assert close_positions() == "closed" and close_positions.__degradation__ == "critical"
     finally:
         set_runtime(previous)
+
+
+def test_a_retry_policy_that_alerts_on_giving_up_reports_to_the_console(harness):
+    @retry("unauthorized")  # seed 003: 401, no retry, alert
+    def fetch_prices():
+        raise ApiError("token expired", status_code=401)
+
+    @retry("not_found")  # 404, no retry, skip: nothing to report
+    def fetch_symbol():
+        raise ApiError("no such symbol", status_code=404)
+
+    with pytest.raises(ApiError):
+        fetch_prices()
+    with pytest.raises(ApiError):
+        fetch_symbol()
+    assert [(kind, payload["policy"], payload["error_type"]) for kind, payload in harness.reports] == [
+        ("recovery.alert", "unauthorized", classify(401))
+    ]
