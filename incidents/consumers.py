@@ -27,10 +27,12 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.db import DatabaseError, connection
 
 from access.roles import Role, role_of
 from incidents.live import GROUP, newest_id
@@ -46,7 +48,7 @@ BATCH = 200
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
 COALESCE_SECONDS = 0.3
 INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
-REJOIN_SECONDS = 3600  # the hub renews its group membership (channels_redis expires it after a day)
+REJOIN_SECONDS = 300  # the hub renews its group membership, which the layer expires (settings: group_expiry)
 LISTEN_RETRY_SECONDS = 1.0
 
 
@@ -78,7 +80,10 @@ class _Hub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
                 self.wake.clear()
-                await self._read_new_rows()
+                try:
+                    await self._read_new_rows()
+                except DatabaseError:
+                    logger.warning("could not read live messages; trying again", exc_info=True)
         finally:
             listener.cancel()
 
@@ -116,10 +121,23 @@ class _Hub:
                 await asyncio.shield(layer.group_discard(GROUP, channel))
 
 
+# The stream's reads of the table run in a thread of their own that keeps its connection: not
+# behind the requests Django serves in its thread-sensitive executor (ingest, pages), and without
+# taking a connection from the pool and setting it up again for every read, which under load cost
+# more than the query. A read that fails drops the connection; the next read opens another.
+_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
+
+
 async def _read_table(fn, *args):
-    # Not thread-sensitive: the stream's reads must not queue behind the requests Django serves
-    # in its one thread-sensitive executor (ingest, pages) under the same ASGI server.
-    return await database_sync_to_async(fn, thread_sensitive=False)(*args)
+    return await asyncio.get_running_loop().run_in_executor(_reader, _read_keeping_the_connection, fn, args)
+
+
+def _read_keeping_the_connection(fn, args):
+    try:
+        return fn(*args)
+    except DatabaseError:
+        connection.close()
+        raise
 
 
 _hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from incidents import live, services
@@ -200,7 +199,8 @@ def _upsert_incidents(groups: dict[tuple[int, str], _Group]) -> dict[tuple[int, 
             ],
             ignore_conflicts=True,
         )
-    ids = [row.pk for row in touched().values()]
+        existing = touched()
+    ids = [row.pk for row in existing.values()]
     locked = Incident.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")
     incidents = {(row.source_id, row.fingerprint): row for row in locked}
     # Read under the lock, an event count of zero means no digest has counted this incident yet:
@@ -310,24 +310,55 @@ def _update_sources(groups) -> None:
 
 
 def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
-    for key, g in sorted(groups.items(), key=lambda item: incidents[item[0]].pk):
-        incident = incidents[key]
-        Incident.objects.filter(pk=incident.pk).update(
-            event_count=F("event_count") + g.event_count,
-            user_count=F("user_count") + new_users.get(incident.pk, 0),
-            first_seen=Least("first_seen", g.first_seen),
-            last_seen=Greatest("last_seen", g.last_seen),
-            severity=Greatest("severity", g.severity),
-            title=g.title,
-            culprit=g.culprit,
+    """Add each group's counts to its incident, all incidents in one statement."""
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [
+        (
+            incidents[key].pk,
+            g.event_count,
+            new_users.get(incidents[key].pk, 0),
+            adapt(g.first_seen),
+            adapt(g.last_seen),
+            g.severity,
+            g.title,
+            g.culprit,
         )
-        if g.severity > incident.severity and incident.event_count:
-            IncidentActivity.objects.create(
-                incident=incident,
+        for key, g in groups.items()
+    ]
+    greatest, least = ("GREATEST", "LEAST") if connection.vendor == "postgresql" else ("MAX", "MIN")
+    t = Incident._meta.db_table
+    _update_from_values(
+        t,
+        ["id", "events", "users", "first_seen", "last_seen", "severity", "title", "culprit"],
+        sorted(rows),
+        f"event_count = {t}.event_count + v.events, user_count = {t}.user_count + v.users, "
+        f"first_seen = {least}({t}.first_seen, v.first_seen), last_seen = {greatest}({t}.last_seen, v.last_seen), "
+        f"severity = {greatest}({t}.severity, v.severity), title = v.title, culprit = v.culprit",
+    )
+    IncidentActivity.objects.bulk_create(
+        [
+            IncidentActivity(
+                incident=incidents[key],
                 kind=IncidentActivity.Kind.SEVERITY_RAISED,
                 actor=DIGEST_ACTOR,
-                detail={"from": incident.severity, "to": g.severity},
+                detail={"from": incidents[key].severity, "to": g.severity},
             )
+            for key, g in groups.items()
+            if g.severity > incidents[key].severity and incidents[key].event_count
+        ]
+    )
+
+
+def _update_from_values(table: str, columns: list[str], rows: list[tuple], assignments: str) -> None:
+    """UPDATE `table` SET `assignments` from the rows, named v(`columns`) and matched on v.id: one statement
+    where the ORM would need one per row."""
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v({', '.join(columns)}) AS (VALUES {placeholders}) "
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id",
+            [value for row in rows for value in row],
+        )
 
 
 def _publish_live(incidents) -> None:
@@ -349,8 +380,8 @@ def _publish_live(incidents) -> None:
 
 
 def _attach_events(groups, incidents) -> None:
-    for key, g in groups.items():
-        ErrorEvent.objects.filter(pk__in=g.event_ids).update(incident_id=incidents[key].pk)
+    pairs = sorted((event_id, incidents[key].pk) for key, g in groups.items() for event_id in g.event_ids)
+    _update_from_values(ErrorEvent._meta.db_table, ["id", "incident_id"], pairs, "incident_id = v.incident_id")
 
 
 def _apply_lifecycle(groups, incidents) -> None:

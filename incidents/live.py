@@ -7,7 +7,10 @@ it up. Whatever misses that signal (a worker process on the in-memory layer, a d
 Redis message) is still in the table for consumers to read by id.
 """
 
+import asyncio
 import logging
+import os
+import threading
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -21,6 +24,7 @@ from incidents.models import LiveMessage
 logger = logging.getLogger(__name__)
 
 GROUP = "live"
+SIGNAL_TIMEOUT_SECONDS = 0.5
 
 
 def publish(
@@ -84,12 +88,59 @@ def _signal(message: LiveMessage) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    send = async_to_sync(layer.group_send)
     signal = {"type": "live.message", "id": message.id, "topic": message.topic}
+    if settings.REDIS_URL:
+        _redis_signaller.send(layer, signal)
+        return
     try:
-        from resilience.console import through_redis
-
-        through_redis(send, GROUP, signal)  # the Redis channel layer, when configured
+        # The in-memory layer lives on the ASGI server's loop, where async_to_sync runs this from a view.
+        async_to_sync(layer.group_send)(GROUP, signal)
     except Exception:
         # The message is committed; consumers find it by id when they next read the table.
         logger.warning("could not signal live message %s", message.id, exc_info=True)
+
+
+class _Signaller:
+    """Sends signals on the Redis channel layer from one event loop thread per process.
+
+    async_to_sync outside a server's loop (a django-q2 worker) starts a loop per call, and
+    channels_redis keeps its connections per loop: each signal would connect to Redis anew,
+    some 15 ms in the digest's path. Here the connection stays. The caller waits for the send
+    (about a millisecond; at most SIGNAL_TIMEOUT_SECONDS): it lets go of the GIL meanwhile, where
+    a signal sent in the background would queue behind the caller's next CPU-bound work. A signal
+    lost with Redis is made up for by the consumers' next read of the table.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # A forked process (django-q2 starts its workers so) has the loop but not its thread.
+        os.register_at_fork(after_in_child=self.__init__)
+
+    def send(self, layer, signal: dict) -> None:
+        from resilience.console import REDIS_BREAKER, breaker
+
+        # Got here: building a breaker may read the database, which the loop's thread must not.
+        redis_breaker = breaker(REDIS_BREAKER)
+        sent = asyncio.run_coroutine_threadsafe(self._send(redis_breaker, layer, signal), self._running_loop())
+        try:
+            sent.result(timeout=SIGNAL_TIMEOUT_SECONDS)
+        except TimeoutError:
+            sent.cancel()
+            logger.warning("live message %s not signalled within %ss", signal["id"], SIGNAL_TIMEOUT_SECONDS)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="live-signals", daemon=True).start()
+            return self._loop
+
+    async def _send(self, redis_breaker, layer, signal: dict) -> None:
+        try:
+            await redis_breaker.call_async(layer.group_send, GROUP, signal)
+        except Exception:
+            logger.warning("could not signal live message %s", signal["id"], exc_info=True)
+
+
+_redis_signaller = _Signaller()
