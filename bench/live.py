@@ -83,7 +83,11 @@ def background_load(key: str, per_second: int, stop: threading.Event) -> None:
 
 
 async def connect(token: str):
-    return await websockets.connect(f"ws://127.0.0.1:{PORT}/ws/live/?token={token}", origin=f"http://127.0.0.1:{PORT}")
+    return await websockets.connect(
+        f"ws://127.0.0.1:{PORT}/ws/live/",
+        origin=f"http://127.0.0.1:{PORT}",
+        additional_headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 async def subscribed(token: str, **fields):

@@ -270,6 +270,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
 
 # Live stream: messages are kept this long, so a browser that was away less can catch up exactly.
 LIVE_MESSAGE_RETENTION_SECONDS = env_int("LIVE_MESSAGE_RETENTION_SECONDS", 3600, minimum=60)
+# Batches of live messages a websocket connection may have waiting while its client is slow;
+# past that the batches are dropped and it catches up from the table when the client reads again.
+LIVE_INBOX_BATCHES = env_int("LIVE_INBOX_BATCHES", 50, minimum=1)
 
 # Reporting API (/api/v1/): API tokens or a session, roles from groups, one error shape, cursor pages.
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")

@@ -17,7 +17,7 @@ group only wakes the reader early; a signal that never comes (a worker publishin
 in-memory layer of another process) is made up for by the next poll. One reader per process
 (the hub) reads each new row once for all its connections, and it alone is in the group: a
 signal costs one channel-layer message per web process, however many browsers are connected.
-A slow client is never buffered for without bound: past INBOX_BATCHES waiting batches it
+A slow client is never buffered for without bound: past LIVE_INBOX_BATCHES waiting batches it
 reads the table at its own pace.
 """
 
@@ -32,9 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 from access.roles import Role, role_of
+from incidents.api.metrics import LIVE_CATCH_UPS
 from incidents.live import GROUP, newest_id
 from incidents.models import Incident, LiveMessage, Source
 
@@ -47,7 +49,6 @@ BATCH = 200
 # Live updates of one incident go out at most this often (the newest wins): a burst of events
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
 COALESCE_SECONDS = 0.3
-INBOX_BATCHES = 50  # hub batches a connection may have waiting before it reads the table itself
 REJOIN_SECONDS = 300  # the hub renews its group membership, which the layer expires (settings: group_expiry)
 LISTEN_RETRY_SECONDS = 1.0
 
@@ -164,7 +165,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.after = await database_sync_to_async(newest_id)()
         # Batches the hub read, waiting to be sent; a client too slow to keep up is not buffered for:
         # its inbox is emptied and it catches up from the table at its own pace.
-        self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=INBOX_BATCHES)
+        self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=settings.LIVE_INBOX_BATCHES)
         self.catching_up = False
         self.sent_at: dict[str, float] = {}  # when each incident's last update went out
         self.held: dict[str, dict] = {}  # the newest update of an incident waiting for its turn
@@ -201,6 +202,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             while not self.inbox.empty():
                 self.inbox.get_nowait()
             self.catching_up = True
+            LIVE_CATCH_UPS.inc()
             self.inbox.put_nowait([])  # wakes the sender
 
     async def _subscribe(self, frame: dict) -> None:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from django_q.models import OrmQ
-from prometheus_client import CollectorRegistry, GCCollector, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -54,6 +54,12 @@ INGEST_LATENCY = Histogram(
     "Time to answer an ingest request (body read, checks, durable insert), in this process.",
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+LIVE_CATCH_UPS = Counter(
+    "console_live_catch_ups",
+    "Websocket connections of this process whose client fell so far behind that their waiting "
+    "messages were dropped, to be read from the table when the client reads again.",
     registry=REGISTRY,
 )
 

@@ -6,16 +6,24 @@ processes), and through the Redis channel layer as well when REDIS_URL is set.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import urllib.request
 import uuid
 
 import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.utils import timezone
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.typing import Origin
+from websockets.uri import parse_uri
 
+from access.models import ApiToken
 from access.services import api_token_create
 from incidents import live, services
 from incidents.models import AlertRule, ErrorType, SourceMinute
@@ -27,27 +35,27 @@ from tests.support import database_url_for_processes
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.live]
 
 
-@pytest.fixture(scope="module")
-def web(django_db_setup, django_db_blocker):
-    """uvicorn on config.asgi, sharing the test database, for the whole module."""
+@contextlib.contextmanager
+def uvicorn_on_the_test_database(django_db_blocker, **env):
+    """Start uvicorn on config.asgi with the test database (and `env`); yield its port."""
     with django_db_blocker.unblock():
         database_url = database_url_for_processes()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    port = listener.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PYTHONPATH": str(ROOT),
-        "Q_CLUSTER_NAME": f"t-{uuid.uuid4().hex[:6]}",
-    }
-    server = _start_uvicorn(env, listener)
+    server = _start_uvicorn({**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), **env}, listener)
     try:
-        yield f"ws://127.0.0.1:{port}/ws/live/"
+        yield listener.getsockname()[1]
     finally:
         _stop(server)
         listener.close()
+
+
+@pytest.fixture(scope="module")
+def web(django_db_setup, django_db_blocker):
+    """uvicorn on config.asgi, sharing the test database, for the whole module."""
+    with uvicorn_on_the_test_database(django_db_blocker, Q_CLUSTER_NAME=f"t-{uuid.uuid4().hex[:6]}") as port:
+        yield f"ws://127.0.0.1:{port}/ws/live/"
 
 
 @pytest.fixture
@@ -55,8 +63,11 @@ def token(django_user_model) -> str:
     return api_token_create(user=user_with_role(django_user_model, "viewer"), name="live")[1]
 
 
-def connect(url: str, *, token: str | None = None, origin: str = "http://127.0.0.1"):
-    return websockets.connect(url + (f"?token={token}" if token else ""), origin=origin, open_timeout=10)
+def connect(url: str, *, token: str | None = None, origin: str = "http://127.0.0.1", token_in_url: bool = False):
+    """Connect with the token in an Authorization header, as programs should, or in the URL."""
+    headers = {"Authorization": f"Bearer {token}"} if token and not token_in_url else {}
+    url += f"?token={token}" if token and token_in_url else ""
+    return websockets.connect(url, origin=origin, additional_headers=headers, open_timeout=10)
 
 
 async def subscribe(ws, **fields) -> dict:
@@ -102,6 +113,20 @@ def test_anonymous_connections_are_closed_with_4401(web):
             return closed.value.rcvd.code
 
     assert run(scenario()) == 4401
+
+
+@pytest.mark.parametrize("token_in_url", [False, True], ids=["header", "url"])
+def test_a_token_in_the_header_or_the_url_lets_a_client_subscribe_and_a_revoked_one_does_not(web, token, token_in_url):
+    async def attempt() -> dict | int:
+        async with connect(web, token=token, token_in_url=token_in_url) as ws:
+            try:
+                return await subscribe(ws, topics=["incident"])
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code
+
+    assert run(attempt())["type"] == "subscribed"
+    ApiToken.objects.update(revoked_at=timezone.now())
+    assert run(attempt()) == 4401
 
 
 def test_a_foreign_origin_is_refused(web, token):
@@ -282,17 +307,8 @@ def test_a_degradation_level_change_reaches_the_stream(web, token, console_threa
 @pytest.fixture
 def second_web(django_db_blocker):
     """Another uvicorn process on the same database (and the same Redis channel layer when REDIS_URL is set)."""
-    with django_db_blocker.unblock():
-        database_url = database_url_for_processes()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    server = _start_uvicorn({**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}, listener)
-    try:
-        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/live/"
-    finally:
-        _stop(server)
-        listener.close()
+    with uvicorn_on_the_test_database(django_db_blocker) as port:
+        yield f"ws://127.0.0.1:{port}/ws/live/"
 
 
 def test_clients_of_two_web_processes_both_get_a_message(web, second_web, token, source):
@@ -306,3 +322,96 @@ def test_clients_of_two_web_processes_both_get_a_message(web, second_web, token,
     incident, first, second = run(scenario())
     assert first["payload"]["id"] == second["payload"]["id"] == incident.pk
     assert first["id"] == second["id"]
+
+
+SMALL_INBOX = 3  # batches a connection may have waiting, on the server below
+
+
+@pytest.fixture
+def small_inbox_web(django_db_blocker):
+    with uvicorn_on_the_test_database(django_db_blocker, LIVE_INBOX_BATCHES=str(SMALL_INBOX)) as port:
+        yield port
+
+
+@database_sync_to_async
+def publish_bulky(number: int) -> int:
+    # Big enough that a client that stops reading fills every buffer between it and the consumer.
+    payload = {"breaker": f"bulky-{number}", "padding": "x" * 512 * 1024}
+    return live.publish(topic="breaker.transition", key=f"breaker:bulky-{number}", payload=payload).id
+
+
+def metric(port: int, token: str, name: str) -> float:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    for line in urllib.request.urlopen(request, timeout=10).read().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+class StallingClient:
+    """A websocket client on a plain socket that reads only when told to: between reads, nothing
+    takes the server's frames off the socket, so the server's sends to it soon have to wait."""
+
+    def __init__(self, port: int, token: str):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.settimeout(30)
+        url = f"ws://127.0.0.1:{port}/ws/live/?token={token}"
+        self.protocol = ClientProtocol(parse_uri(url), origin=Origin("http://127.0.0.1"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        self.frames: list[dict] = []
+        while self.protocol.handshake_exc is None and self.protocol.state is not State.OPEN:
+            self._read_once()
+        assert self.protocol.state is State.OPEN, self.protocol.handshake_exc
+
+    def send(self, frame: dict) -> None:
+        self.protocol.send_text(json.dumps(frame).encode())
+        self._flush()
+
+    def receive(self, count: int) -> list[dict]:
+        while len(self.frames) < count:
+            self._read_once()
+        taken, self.frames = self.frames[:count], self.frames[count:]
+        return taken
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read_once(self) -> None:
+        self.protocol.receive_data(self.sock.recv(65536))
+        events = self.protocol.events_received()  # the handshake's response, then frames
+        self.frames += [json.loads(e.data) for e in events if getattr(e, "opcode", None) is Opcode.TEXT]
+        self._flush()  # pongs
+
+    def _flush(self) -> None:
+        self.sock.sendall(b"".join(self.protocol.data_to_send()))
+
+
+def test_a_client_that_stops_reading_is_not_buffered_for_and_catches_up_from_the_table(
+    small_inbox_web, token, django_user_model
+):
+    admin_token = api_token_create(user=user_with_role(django_user_model, "admin"), name="metrics")[1]
+
+    async def scenario():
+        slow = await asyncio.to_thread(StallingClient, small_inbox_web, token)
+        try:
+            slow.send({"type": "subscribe", "topics": ["breaker"]})
+            async with connect(f"ws://127.0.0.1:{small_inbox_web}/ws/live/", token=token) as fast:
+                await subscribe(fast, topics=["breaker"])
+                ids = []
+                for number in range(SMALL_INBOX * 4):
+                    ids.append(await publish_bulky(number))
+                    # The fast client has it before the next is written: each is a batch of its own.
+                    while (await received(fast))["id"] != ids[-1]:
+                        pass
+            dropped = await asyncio.to_thread(metric, small_inbox_web, admin_token, "console_live_catch_ups_total")
+            frames = await asyncio.to_thread(slow.receive, 1 + len(ids))  # reading again, at last
+        finally:
+            slow.close()
+        return ids, dropped, frames[1:]  # after its "subscribed"
+
+    ids, dropped, frames = run(scenario())
+    assert dropped >= 1  # its waiting batches were let go rather than kept for it
+    assert [frame["id"] for frame in frames] == ids  # and it still gets every message once, in order
