@@ -22,6 +22,7 @@ reads the table at its own pace.
 """
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -34,6 +35,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Q
 
 from access.roles import Role, role_of
 from incidents.api.metrics import LIVE_CATCH_UPS
@@ -49,6 +51,11 @@ BATCH = 200
 # Live updates of one incident go out at most this often (the newest wins): a burst of events
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
 COALESCE_SECONDS = 0.3
+# How long a message id the hub read past is looked for again: longer than any transaction
+# that publishes takes between its INSERT and its COMMIT.
+LATE_COMMIT_SECONDS = 10.0
+MAX_GAP = 1000
+RECENT_IDS = 1000
 REJOIN_SECONDS = 300  # the hub renews its group membership, which the layer expires (settings: group_expiry)
 LISTEN_RETRY_SECONDS = 1.0
 
@@ -62,6 +69,7 @@ class _Hub:
         self.consumers: set[LiveConsumer] = set()
         self.wake = asyncio.Event()
         self.after: int | None = None
+        self.gaps = _Gaps()
         self.reader: asyncio.Task | None = None
 
     async def join(self, consumer: "LiveConsumer") -> None:
@@ -90,9 +98,15 @@ class _Hub:
 
     async def _read_new_rows(self) -> None:
         while True:
-            rows = await _read_table(_rows_after, self.after, BATCH)
+            rows = await _read_table(_rows_after, self.after, BATCH, self.gaps.ids())
+            fresh = [row for row in rows if row["id"] > self.after]
+            for row in rows[: len(rows) - len(fresh)]:
+                row["late"] = True  # committed after a later message: consumers send it all the same
+                self.gaps.filled(row["id"])
+            if fresh:
+                self.gaps.note(self.after, [row["id"] for row in fresh])
+                self.after = fresh[-1]["id"]
             if rows:
-                self.after = rows[-1]["id"]
                 for consumer in list(self.consumers):
                     consumer.offer(rows)
             if len(rows) < BATCH:
@@ -127,6 +141,34 @@ class _Hub:
 # taking a connection from the pool and setting it up again for every read, which under load cost
 # more than the query. A read that fails drops the connection; the next read opens another.
 _reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
+
+
+class _Gaps:
+    """Ids the hub read past that were not there yet, looked for again for LATE_COMMIT_SECONDS.
+
+    An id is taken at INSERT and seen at COMMIT, so a transaction that commits after a later one
+    shows its message late; one that rolled back never shows it, and its id is forgotten in time.
+    """
+
+    def __init__(self):
+        self._since: dict[int, float] = {}
+
+    def note(self, after: int, ids: list[int]) -> None:
+        """Note the ids missing between `after` and the ascending `ids` just read."""
+        now, previous = time.monotonic(), after
+        for current in ids:
+            if current - previous - 1 <= MAX_GAP:  # a longer run is a rolled-back bulk insert
+                self._since.update(dict.fromkeys(range(previous + 1, current), now))
+            previous = current
+
+    def filled(self, message_id: int) -> None:
+        self._since.pop(message_id, None)
+
+    def ids(self) -> list[int]:
+        deadline = time.monotonic() - LATE_COMMIT_SECONDS
+        for message_id in [i for i, since in self._since.items() if since < deadline]:
+            del self._since[message_id]
+        return sorted(self._since)
 
 
 async def _read_table(fn, *args):
@@ -167,6 +209,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # its inbox is emptied and it catches up from the table at its own pace.
         self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=settings.LIVE_INBOX_BATCHES)
         self.catching_up = False
+        self.recent = _RecentIds()  # what went out lately: a message read twice is sent once
+        self.newest_update: dict[str, int] = {}  # the id of each incident's newest update handled
         self.sent_at: dict[str, float] = {}  # when each incident's last update went out
         self.held: dict[str, dict] = {}  # the newest update of an incident waiting for its turn
         await self.accept()
@@ -236,12 +280,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, rows: list[dict], *, coalesce: bool) -> None:
         for row in rows:
-            if row["id"] <= self.after:
+            if row["id"] in self.recent or (row["id"] <= self.after and not row.get("late")):
                 continue  # sent already, while catching up
-            self.after = row["id"]
-            if not self._wants(row) or (coalesce and self._hold(row)):
+            self.after = max(self.after, row["id"])
+            self.recent.add(row["id"])
+            if not self._wants(row) or self._superseded(row) or (coalesce and self._hold(row)):
                 continue
             await self.send(text_data=json.dumps(_frame(row)))
+
+    def _superseded(self, row: dict) -> bool:
+        """A late incident update older than one already handled: the newer state stands."""
+        if row["topic"] != "incident.updated":
+            return False
+        newest = self.newest_update.get(row["key"], 0)
+        self.newest_update[row["key"]] = max(newest, row["id"])
+        return row["id"] < newest
 
     def _hold(self, row: dict) -> bool:
         """Hold an incident update that follows another within COALESCE_SECONDS; a later one replaces it."""
@@ -279,14 +332,33 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "error", "field": field, "error": message}))
 
 
+class _RecentIds:
+    """The last RECENT_IDS message ids a connection handled, for membership tests."""
+
+    def __init__(self):
+        self._order: collections.deque[int] = collections.deque(maxlen=RECENT_IDS)
+        self._ids: set[int] = set()
+
+    def __contains__(self, message_id: int) -> bool:
+        return message_id in self._ids
+
+    def add(self, message_id: int) -> None:
+        if len(self._order) == RECENT_IDS:
+            self._ids.discard(self._order[0])
+        self._order.append(message_id)
+        self._ids.add(message_id)
+
+
 def _authenticated(scope) -> bool:
     user = scope.get("user")
     return user is not None and user.is_authenticated
 
 
-def _rows_after(after: int, limit: int) -> list[dict]:
+def _rows_after(after: int, limit: int, also: list[int] = ()) -> list[dict]:
+    """The messages after `after` (and those of the ids `also`), in id order."""
     fields = ("id", "topic", "key", "payload", "created_at", "source_id", "incident_id")
-    return list(LiveMessage.objects.filter(id__gt=after).order_by("id").values(*fields)[:limit])
+    wanted = Q(id__gt=after) | Q(id__in=also) if also else Q(id__gt=after)
+    return list(LiveMessage.objects.filter(wanted).order_by("id").values(*fields)[:limit])
 
 
 def _frame(row: dict) -> dict:

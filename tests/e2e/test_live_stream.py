@@ -10,12 +10,14 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import urllib.request
 import uuid
 
 import pytest
 import websockets
 from channels.db import database_sync_to_async
+from django.db import connection, transaction
 from django.utils import timezone
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
@@ -415,3 +417,40 @@ def test_a_client_that_stops_reading_is_not_buffered_for_and_catches_up_from_the
     ids, dropped, frames = run(scenario())
     assert dropped >= 1  # its waiting batches were let go rather than kept for it
     assert [frame["id"] for frame in frames] == ids  # and it still gets every message once, in order
+
+
+@database_sync_to_async
+def publish_transition(breaker: str) -> int:
+    return live.publish(topic="breaker.transition", key=f"breaker:{breaker}", payload={"breaker": breaker}).id
+
+
+def test_a_message_committed_after_a_later_one_still_reaches_the_client(web, token):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time: commits cannot overtake each other")
+    inserted, release, slow = threading.Event(), threading.Event(), {}
+
+    def slow_transaction():  # takes its id first and commits last
+        try:
+            with transaction.atomic():
+                message = live.publish(topic="breaker.transition", key="breaker:slow", payload={"breaker": "slow"})
+                slow["id"] = message.id
+                inserted.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    async def scenario():
+        async with connect(web, token=token) as ws:
+            await subscribe(ws, topics=["breaker"])
+            writer = threading.Thread(target=slow_transaction)
+            writer.start()
+            await asyncio.to_thread(inserted.wait, 30)
+            fast = await publish_transition("fast")
+            first = await received(ws)  # the hub reads past the slow one's id, not committed yet
+            release.set()
+            await asyncio.to_thread(writer.join, 30)
+            return fast, first, await received(ws, timeout=10)
+
+    fast, first, second = run(scenario())
+    assert slow["id"] < fast
+    assert (first["id"], second["id"]) == (fast, slow["id"])
