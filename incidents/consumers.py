@@ -50,7 +50,7 @@ POLL_SECONDS = 0.25  # without a signal (in-memory layer, other process), the ta
 BATCH = 200
 # Live updates of one incident go out at most this often (the newest wins): a burst of events
 # is a few messages a second to a browser. Replays after a reconnect are never coalesced.
-COALESCE_SECONDS = 0.3
+COALESCE_SECONDS = 0.4
 # How long a message id the hub read past is looked for again: longer than any transaction
 # that publishes takes between its INSERT and its COMMIT.
 LATE_COMMIT_SECONDS = 10.0
