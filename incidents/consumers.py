@@ -22,7 +22,6 @@ reads the table at its own pace.
 """
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -34,7 +33,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import Error as DatabaseErrors
+from django.db import connection
 from django.db.models import Q
 
 from access.roles import Role, role_of
@@ -54,8 +54,8 @@ COALESCE_SECONDS = 0.4
 # How long a message id the hub read past is looked for again: longer than any transaction
 # that publishes takes between its INSERT and its COMMIT.
 LATE_COMMIT_SECONDS = 10.0
-MAX_GAP = 1000
-RECENT_IDS = 1000
+MAX_GAP = 10_000  # a longer run of missing ids is a rolled-back bulk insert, not a late commit
+UPDATES_REMEMBERED = 5000  # incidents whose last update a connection remembers, for coalescing
 REJOIN_SECONDS = 300  # the hub renews its group membership, which the layer expires (settings: group_expiry)
 LISTEN_RETRY_SECONDS = 1.0
 
@@ -91,7 +91,7 @@ class _Hub:
                 self.wake.clear()
                 try:
                     await self._read_new_rows()
-                except DatabaseError:
+                except Exception:  # whatever it was, every connection of the process waits on this loop
                     logger.warning("could not read live messages; trying again", exc_info=True)
         finally:
             listener.cancel()
@@ -99,13 +99,7 @@ class _Hub:
     async def _read_new_rows(self) -> None:
         while True:
             rows = await _read_table(_rows_after, self.after, BATCH, self.gaps.ids())
-            fresh = [row for row in rows if row["id"] > self.after]
-            for row in rows[: len(rows) - len(fresh)]:
-                row["late"] = True  # committed after a later message: consumers send it all the same
-                self.gaps.filled(row["id"])
-            if fresh:
-                self.gaps.note(self.after, [row["id"] for row in fresh])
-                self.after = fresh[-1]["id"]
+            self.after = self.gaps.take(self.after, [row["id"] for row in rows])
             if rows:
                 for consumer in list(self.consumers):
                     consumer.offer(rows)
@@ -125,8 +119,9 @@ class _Hub:
                     if time.monotonic() - joined_at > REJOIN_SECONDS:  # memberships expire in the layer
                         await layer.group_add(GROUP, channel)
                         joined_at = time.monotonic()
-                    await layer.receive(channel)
-                    self.wake.set()
+                    with contextlib.suppress(TimeoutError):  # a quiet spell still rejoins in time
+                        await asyncio.wait_for(layer.receive(channel), REJOIN_SECONDS)
+                        self.wake.set()
                 except Exception:
                     logger.warning("live signals unavailable; reading the table every %ss", POLL_SECONDS, exc_info=True)
                     joined_at = -math.inf
@@ -144,25 +139,31 @@ _reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
 
 
 class _Gaps:
-    """Ids the hub read past that were not there yet, looked for again for LATE_COMMIT_SECONDS.
+    """Ids a reader went past that were not there yet, looked for again for LATE_COMMIT_SECONDS.
 
     An id is taken at INSERT and seen at COMMIT, so a transaction that commits after a later one
     shows its message late; one that rolled back never shows it, and its id is forgotten in time.
+    The hub keeps one, to read late messages; each connection keeps one, to send a message it went
+    past (while catching up from the table, say) when it shows up, and nothing twice.
     """
 
     def __init__(self):
         self._since: dict[int, float] = {}
 
-    def note(self, after: int, ids: list[int]) -> None:
-        """Note the ids missing between `after` and the ascending `ids` just read."""
-        now, previous = time.monotonic(), after
-        for current in ids:
-            if current - previous - 1 <= MAX_GAP:  # a longer run is a rolled-back bulk insert
-                self._since.update(dict.fromkeys(range(previous + 1, current), now))
-            previous = current
+    def take(self, after: int, ids: list[int]) -> int:
+        """Account for `ids` (ascending) read after `after`; return the new `after`."""
+        for message_id in ids:
+            self.admit(after, message_id)
+            after = max(after, message_id)
+        return after
 
-    def filled(self, message_id: int) -> None:
-        self._since.pop(message_id, None)
+    def admit(self, after: int, message_id: int) -> bool:
+        """Whether a message not seen before: one past `after` (noting the ids skipped), or a late one."""
+        if message_id <= after:
+            return self._since.pop(message_id, None) is not None
+        if message_id - after - 1 <= MAX_GAP:
+            self._since.update(dict.fromkeys(range(after + 1, message_id), time.monotonic()))
+        return True
 
     def ids(self) -> list[int]:
         deadline = time.monotonic() - LATE_COMMIT_SECONDS
@@ -178,7 +179,7 @@ async def _read_table(fn, *args):
 def _read_keeping_the_connection(fn, args):
     try:
         return fn(*args)
-    except DatabaseError:
+    except DatabaseErrors:
         connection.close()
         raise
 
@@ -209,7 +210,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # its inbox is emptied and it catches up from the table at its own pace.
         self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=settings.LIVE_INBOX_BATCHES)
         self.catching_up = False
-        self.recent = _RecentIds()  # what went out lately: a message read twice is sent once
+        self.gaps = _Gaps()  # ids it went past before their message was there: sent when it is
         self.newest_update: dict[str, int] = {}  # the id of each incident's newest update handled
         self.sent_at: dict[str, float] = {}  # when each incident's last update went out
         self.held: dict[str, dict] = {}  # the newest update of an incident waiting for its turn
@@ -267,34 +268,51 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _send_forever(self) -> None:
         while True:
             try:
-                rows = await asyncio.wait_for(self.inbox.get(), timeout=self._next_due())
+                rows = await asyncio.wait_for(self.inbox.get(), timeout=0 if self.catching_up else self._next_due())
             except TimeoutError:
                 rows = []
-            while self.catching_up:  # a replay is exact: every message, none held back
-                self.catching_up = False
-                backlog = await _read_table(_rows_after, self.after, BATCH)
-                await self._send(backlog, coalesce=False)
-                self.catching_up = self.catching_up or len(backlog) == BATCH
+            try:
+                await self._catch_up()
+            except Exception:
+                # Still behind: the next turn reads the table again, and the hub's batches wait for it.
+                logger.warning("could not read live messages for a connection; trying again", exc_info=True)
+                self.catching_up = True
+                await asyncio.sleep(POLL_SECONDS)  # a back-off, not a synchronisation
+                continue
             await self._send(rows, coalesce=True)
             await self._send_held_when_due()
 
+    async def _catch_up(self) -> None:
+        while self.catching_up:  # a replay is exact: every message, none held back
+            self.catching_up = False
+            backlog = await _read_table(_rows_after, self.after, BATCH, self.gaps.ids())
+            await self._send(backlog, coalesce=False)
+            self.catching_up = self.catching_up or len(backlog) == BATCH
+
     async def _send(self, rows: list[dict], *, coalesce: bool) -> None:
         for row in rows:
-            if row["id"] in self.recent or (row["id"] <= self.after and not row.get("late")):
-                continue  # sent already, while catching up
+            if not self.gaps.admit(self.after, row["id"]):
+                continue  # sent already: the table and the hub both brought it
             self.after = max(self.after, row["id"])
-            self.recent.add(row["id"])
             if not self._wants(row) or self._superseded(row) or (coalesce and self._hold(row)):
                 continue
             await self.send(text_data=json.dumps(_frame(row)))
 
     def _superseded(self, row: dict) -> bool:
-        """A late incident update older than one already handled: the newer state stands."""
+        """An incident update older than one already handled (it committed late): the newer state stands."""
         if row["topic"] != "incident.updated":
             return False
+        if len(self.newest_update) >= UPDATES_REMEMBERED and row["key"] not in self.newest_update:
+            self._forget_quiet_incidents()
         newest = self.newest_update.get(row["key"], 0)
         self.newest_update[row["key"]] = max(newest, row["id"])
         return row["id"] < newest
+
+    def _forget_quiet_incidents(self) -> None:
+        """Keep the coalescing state of the incidents with an update waiting; a dashboard open for
+        days would otherwise remember every incident it ever heard of."""
+        self.newest_update = {key: self.newest_update[key] for key in self.held}
+        self.sent_at = {key: self.sent_at[key] for key in self.held}
 
     def _hold(self, row: dict) -> bool:
         """Hold an incident update that follows another within COALESCE_SECONDS; a later one replaces it."""
@@ -311,7 +329,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _send_held_when_due(self) -> None:
         now = time.monotonic()
         for key, row in list(self.held.items()):
-            if now - self.sent_at[key] >= COALESCE_SECONDS:
+            if row["id"] < self.newest_update.get(key, 0):
+                del self.held[key]  # a newer state went out meanwhile, replayed whole
+            elif now - self.sent_at[key] >= COALESCE_SECONDS:
                 del self.held[key]
                 self.sent_at[key] = now
                 await self.send(text_data=json.dumps(_frame(row)))
@@ -330,23 +350,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _error(self, field: str, message: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "field": field, "error": message}))
-
-
-class _RecentIds:
-    """The last RECENT_IDS message ids a connection handled, for membership tests."""
-
-    def __init__(self):
-        self._order: collections.deque[int] = collections.deque(maxlen=RECENT_IDS)
-        self._ids: set[int] = set()
-
-    def __contains__(self, message_id: int) -> bool:
-        return message_id in self._ids
-
-    def add(self, message_id: int) -> None:
-        if len(self._order) == RECENT_IDS:
-            self._ids.discard(self._order[0])
-        self._order.append(message_id)
-        self._ids.add(message_id)
 
 
 def _authenticated(scope) -> bool:

@@ -114,8 +114,6 @@ class _Signaller:
     def __init__(self):
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # A forked process (django-q2 starts its workers so) has the loop but not its thread.
-        os.register_at_fork(after_in_child=self.__init__)
 
     def send(self, layer, signal: dict) -> None:
         from resilience.console import REDIS_BREAKER, breaker
@@ -124,10 +122,9 @@ class _Signaller:
         redis_breaker = breaker(REDIS_BREAKER)
         sent = asyncio.run_coroutine_threadsafe(self._send(redis_breaker, layer, signal), self._running_loop())
         try:
-            sent.result(timeout=SIGNAL_TIMEOUT_SECONDS)
+            sent.result(timeout=SIGNAL_TIMEOUT_SECONDS + 1)  # _send gives up first; this is a backstop
         except TimeoutError:
             sent.cancel()
-            logger.warning("live message %s not signalled within %ss", signal["id"], SIGNAL_TIMEOUT_SECONDS)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -138,9 +135,17 @@ class _Signaller:
 
     async def _send(self, redis_breaker, layer, signal: dict) -> None:
         try:
-            await redis_breaker.call_async(layer.group_send, GROUP, signal)
+            # The timeout inside the breaker's call: a Redis that hangs counts as failing and opens it.
+            await redis_breaker.call_async(_group_send_within, layer, signal)
         except Exception:
             logger.warning("could not signal live message %s", signal["id"], exc_info=True)
 
 
+async def _group_send_within(layer, signal: dict) -> None:
+    async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+        await layer.group_send(GROUP, signal)
+
+
 _redis_signaller = _Signaller()
+# A forked process (django-q2 starts its workers so) has the parent's loop but not its thread.
+os.register_at_fork(after_in_child=_redis_signaller.__init__)

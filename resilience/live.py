@@ -93,8 +93,20 @@ class ConfigWatcher:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._apply_if_moved()
+            self._apply_in_a_savepoint()
         return self
+
+    def _apply_in_a_savepoint(self) -> None:
+        # The caller may be inside a transaction: a failed read rolls back to the savepoint and
+        # leaves the caller's transaction usable. The watcher thread tries again moments later.
+        try:
+            with transaction.atomic():
+                version = config_version()
+                self.on_change(version)
+        except Exception:
+            logger.warning("could not apply the resilience config yet; the watcher will", exc_info=True)
+            return
+        self.applied = version
 
     def stop(self, timeout: float = 5) -> None:
         self._stopped.set()

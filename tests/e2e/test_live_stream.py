@@ -424,33 +424,64 @@ def publish_transition(breaker: str) -> int:
     return live.publish(topic="breaker.transition", key=f"breaker:{breaker}", payload={"breaker": breaker}).id
 
 
-def test_a_message_committed_after_a_later_one_still_reaches_the_client(web, token):
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one writing transaction at a time: commits cannot overtake each other")
-    inserted, release, slow = threading.Event(), threading.Event(), {}
+class SlowTransaction:
+    """A message whose transaction takes its id now and commits when told to."""
 
-    def slow_transaction():  # takes its id first and commits last
+    def __init__(self):
+        self.inserted, self.release, self.id = threading.Event(), threading.Event(), None
+        self.thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> "SlowTransaction":
+        if connection.vendor != "postgresql":
+            pytest.skip("SQLite runs one writing transaction at a time: commits cannot overtake each other")
+        self.thread.start()
+        assert self.inserted.wait(30)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+    async def commit(self) -> None:
+        self.release.set()
+        await asyncio.to_thread(self.thread.join, 30)
+
+    def _run(self) -> None:
         try:
             with transaction.atomic():
-                message = live.publish(topic="breaker.transition", key="breaker:slow", payload={"breaker": "slow"})
-                slow["id"] = message.id
-                inserted.set()
-                release.wait(30)
+                self.id = live.publish(topic="breaker.transition", key="breaker:slow", payload={"breaker": "slow"}).id
+                self.inserted.set()
+                self.release.wait(30)
         finally:
             connection.close()
 
+
+def test_a_message_committed_after_a_later_one_still_reaches_the_client(web, token):
     async def scenario():
         async with connect(web, token=token) as ws:
             await subscribe(ws, topics=["breaker"])
-            writer = threading.Thread(target=slow_transaction)
-            writer.start()
-            await asyncio.to_thread(inserted.wait, 30)
-            fast = await publish_transition("fast")
-            first = await received(ws)  # the hub reads past the slow one's id, not committed yet
-            release.set()
-            await asyncio.to_thread(writer.join, 30)
-            return fast, first, await received(ws, timeout=10)
+            with SlowTransaction() as slow:
+                fast = await publish_transition("fast")
+                first = await received(ws)  # the hub reads past the slow one's id, not committed yet
+                await slow.commit()
+                return slow.id, fast, first, await received(ws, timeout=10)
 
-    fast, first, second = run(scenario())
-    assert slow["id"] < fast
-    assert (first["id"], second["id"]) == (fast, slow["id"])
+    slow, fast, first, second = run(scenario())
+    assert slow < fast
+    assert (first["id"], second["id"]) == (fast, slow)
+
+
+def test_a_replay_that_went_past_an_uncommitted_message_sends_it_once_committed(web, token):
+    async def scenario():
+        before = await database_sync_to_async(live.newest_id)()
+        with SlowTransaction() as slow:
+            fast = await publish_transition("fast")
+            async with connect(web, token=token) as ws:
+                await subscribe(ws, topics=["breaker"], after=before)
+                first = await received(ws)  # the replay from the table: the slow one is not there yet
+                await slow.commit()
+                return slow.id, fast, first, await received(ws, timeout=10), await nothing_more(ws)
+
+    slow, fast, first, second, then_nothing = run(scenario())
+    assert (first["id"], second["id"]) == (fast, slow)
+    assert then_nothing  # and each once
