@@ -14,9 +14,10 @@ from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from incidents import live, services
-from incidents.models import ErrorEvent, ErrorType, Incident, LiveMessage, Source
+from incidents.models import ErrorEvent, Incident, LiveMessage, Source
 from resilience.models import Breaker
 from tests.e2e.test_sentry_sdk import APP, create_source_dsn
+from tests.support import incident_published
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -98,15 +99,7 @@ def test_a_cut_socket_falls_back_to_polling_then_returns_live_with_exactly_the_m
 
 def publish_incident(title: str) -> Incident:
     source, _ = Source.objects.get_or_create(name="Browser", defaults={"slug": "browser"})
-    incident = Incident.objects.create(
-        source=source, fingerprint=title, title=title, error_type=ErrorType.objects.get(code="NETWORK_TIMEOUT"),
-        category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
-    )  # fmt: skip
-    live.publish(
-        topic="incident.created", key=f"incident:{incident.pk}", payload=live.incident_payload(incident),
-        source_id=source.pk, incident_id=incident.pk,
-    )  # fmt: skip
-    return incident
+    return incident_published(source, title)
 
 
 @pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)

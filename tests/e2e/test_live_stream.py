@@ -31,7 +31,7 @@ from incidents import live, services
 from incidents.models import AlertRule, ErrorType, SourceMinute
 from tests.api_support import user_with_role
 from tests.e2e.conftest import ROOT, _start_uvicorn, _stop
-from tests.support import database_url_for_processes
+from tests.support import database_url_for_processes, incident_published
 
 # The server reads the table from its own process: every row must be committed.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.live]
@@ -89,18 +89,7 @@ async def nothing_more(ws, wait: float = 0.6) -> bool:
     return False
 
 
-@database_sync_to_async
-def new_incident(source, title: str):
-    timeouts = ErrorType.objects.get(code="NETWORK_TIMEOUT")
-    incident = source.incidents.create(
-        fingerprint=uuid.uuid4().hex, title=title, error_type=timeouts, category="NETWORK", severity=40,
-        first_seen=timezone.now(), last_seen=timezone.now(),
-    )  # fmt: skip
-    live.publish(
-        topic="incident.created", key=f"incident:{incident.pk}", payload=live.incident_payload(incident),
-        source_id=source.pk, incident_id=incident.pk,
-    )  # fmt: skip
-    return incident
+new_incident = database_sync_to_async(incident_published)
 
 
 def run(coroutine):
