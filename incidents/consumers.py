@@ -1,7 +1,7 @@
 """The live stream at /ws/live/: LiveMessage rows, in id order, to the browsers subscribed to them.
 
-Who: a logged-in session or an API token (`?token=ict_...`: browsers cannot set headers on a
-websocket), of a viewer or above; anonymous connections are closed with 4401, others below
+Who: a logged-in session or an API token (access/websocket.py: an Authorization header, or
+`?token=ict_...`), of a viewer or above; anonymous connections are closed with 4401, others below
 viewer with 4403. The origin is checked against ALLOWED_HOSTS before this runs (config/asgi.py).
 
 Client frames (JSON text, at most MAX_FRAME_BYTES):
@@ -131,13 +131,6 @@ class _Hub:
                 await asyncio.shield(layer.group_discard(GROUP, channel))
 
 
-# The stream's reads of the table run in a thread of their own that keeps its connection: not
-# behind the requests Django serves in its thread-sensitive executor (ingest, pages), and without
-# taking a connection from the pool and setting it up again for every read, which under load cost
-# more than the query. A read that fails drops the connection; the next read opens another.
-_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
-
-
 class _Gaps:
     """Ids a reader went past that were not there yet, looked for again for LATE_COMMIT_SECONDS.
 
@@ -170,6 +163,13 @@ class _Gaps:
         for message_id in [i for i, since in self._since.items() if since < deadline]:
             del self._since[message_id]
         return sorted(self._since)
+
+
+# The stream's reads of the table run in a thread of their own that keeps its connection: not
+# behind the requests Django serves in its thread-sensitive executor (ingest, pages), and without
+# taking a connection from the pool and setting it up again for every read, which under load cost
+# more than the query. A read that fails drops the connection; the next read opens another.
+_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-reader")
 
 
 async def _read_table(fn, *args):
@@ -205,7 +205,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.topics: frozenset[str] = frozenset(TOPICS)
         self.source_id: int | None = None
         self.incident_id: int | None = None
-        self.after = await database_sync_to_async(newest_id)()
+        self.after = await _read_table(newest_id)
         # Batches the hub read, waiting to be sent; a client too slow to keep up is not buffered for:
         # its inbox is emptied and it catches up from the table at its own pace.
         self.inbox: asyncio.Queue[list[dict]] = asyncio.Queue(maxsize=settings.LIVE_INBOX_BATCHES)

@@ -330,7 +330,7 @@ def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
     _update_from_values(
         t,
         ["id", "events", "users", "first_seen", "last_seen", "severity", "title", "culprit"],
-        sorted(rows),
+        rows,  # the incidents are locked already (_upsert_incidents), in id order
         f"event_count = {t}.event_count + v.events, user_count = {t}.user_count + v.users, "
         f"first_seen = {least}({t}.first_seen, v.first_seen), last_seen = {greatest}({t}.last_seen, v.last_seen), "
         f"severity = {greatest}({t}.severity, v.severity), title = v.title, culprit = v.culprit",
@@ -380,7 +380,7 @@ def _publish_live(incidents) -> None:
 
 
 def _attach_events(groups, incidents) -> None:
-    pairs = sorted((event_id, incidents[key].pk) for key, g in groups.items() for event_id in g.event_ids)
+    pairs = [(event_id, incidents[key].pk) for key, g in groups.items() for event_id in g.event_ids]
     _update_from_values(ErrorEvent._meta.db_table, ["id", "incident_id"], pairs, "incident_id = v.incident_id")
 
 

@@ -2,9 +2,10 @@
 
 A message is a row of LiveMessage written inside the transaction that caused it, so it
 exists exactly when the change does; its id orders the stream. Once the transaction
-commits, the id is sent to the "live" group of the channel layer, where consumers pick
-it up. Whatever misses that signal (a worker process on the in-memory layer, a dropped
-Redis message) is still in the table for consumers to read by id.
+commits, the id is sent to the "live" group of the channel layer, where each web process's
+hub (incidents/consumers.py) hears it and reads the new rows. Whatever misses that signal (a
+worker process on the in-memory layer, a dropped Redis message) is still in the table for the
+hub's next poll.
 """
 
 import asyncio

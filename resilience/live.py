@@ -9,6 +9,7 @@ change by one poll interval at most, never forever.
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -93,20 +94,8 @@ class ConfigWatcher:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._apply_in_a_savepoint()
+            self._apply_if_moved()
         return self
-
-    def _apply_in_a_savepoint(self) -> None:
-        # The caller may be inside a transaction: a failed read rolls back to the savepoint and
-        # leaves the caller's transaction usable. The watcher thread tries again moments later.
-        try:
-            with transaction.atomic():
-                version = config_version()
-                self.on_change(version)
-        except Exception:
-            logger.warning("could not apply the resilience config yet; the watcher will", exc_info=True)
-            return
-        self.applied = version
 
     def stop(self, timeout: float = 5) -> None:
         self._stopped.set()
@@ -135,17 +124,17 @@ class ConfigWatcher:
             connection.close()
 
     def _apply_if_moved(self) -> None:
+        # Inside a caller's transaction (apply_now), a savepoint: a failed read rolls back to it
+        # and leaves the caller's transaction usable.
+        savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
         try:
-            version = config_version()
+            with savepoint:
+                version = config_version()
+                if version == self.applied or time.monotonic() < self._retry_at:
+                    return
+                self.on_change(version)
         except Exception:
-            logger.warning("could not read the resilience config version", exc_info=True)
-            return
-        if version == self.applied or time.monotonic() < self._retry_at:
-            return
-        try:
-            self.on_change(version)
-        except Exception:
-            logger.exception("could not apply resilience config version %s; retrying shortly", version)
+            logger.exception("could not read or apply the resilience config; retrying shortly")
             self._retry_at = time.monotonic() + RETRY_SECONDS
             return
         self.applied = version
