@@ -26,6 +26,16 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who minted it: the user themself, or a superuser; empty for tokens made on the command line.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="api_tokens_made",
+        help_text="Who made the token; empty: made with manage.py createtoken (or before this was recorded).",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "name"], name="api_token_name_per_user")]

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
+from access.roles import Role, role_of
 from incidents import selectors, services
 from incidents.models import (
     ClassificationRule,
@@ -65,7 +66,23 @@ def copyable(text: str) -> str:
     )
 
 
-# Sources and ingest keys
+class AdminsOnly:
+    """A page for the admin role only, as in the API, whatever permissions a user was granted one by one."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return role_of(request.user) >= Role.ADMIN and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args) -> bool:
+        return role_of(request.user) >= Role.ADMIN and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return role_of(request.user) >= Role.ADMIN and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return role_of(request.user) >= Role.ADMIN and super().has_delete_permission(request, obj)
+
+
+# Sources and ingest keys: keys and DSNs are for admins only.
 
 
 def key_state(key: IngestKey) -> str:
@@ -112,7 +129,7 @@ class IngestKeyInline(admin.TabularInline):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ("name", "slug", "is_active", "rate_limit", "environment_list", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "slug")
@@ -153,7 +170,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(admin.ModelAdmin):
+class IngestKeyAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = ("public_key", "source", "dsn_text", "label", "state", "created_at", "expires_at", "revoked_at")
     list_filter = ("source",)
     list_select_related = ("source",)
@@ -183,7 +200,7 @@ class IngestKeyAdmin(admin.ModelAdmin):
         return False
 
     def has_manage_permission(self, request) -> bool:
-        return request.user.has_perm("incidents.change_ingestkey")
+        return role_of(request.user) >= Role.ADMIN and request.user.has_perm("incidents.change_ingestkey")
 
     def save_model(self, request, obj, form, change) -> None:
         created = services.ingest_key_create(source=obj.source, label=obj.label)
@@ -520,9 +537,17 @@ class IncidentAdmin(admin.ModelAdmin):
             "has_next": has_next,
             "latest": latest,
             "chain": selectors.exception_chain(latest.exception) if latest else [],
+            "source_url": source_url(self.admin_site, request, incident.source_id),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/incidents/incident/detail.html", context)
+
+
+def source_url(site, request, source_id: int) -> str | None:
+    """The source's admin page, for those who may see it (admins); nobody else gets a link to a 403."""
+    if not site.get_model_admin(Source).has_view_permission(request):
+        return None
+    return reverse("admin:incidents_source_change", args=[source_id])
 
 
 def _page_number(value: str | None) -> int:
@@ -625,6 +650,7 @@ class ErrorEventAdmin(admin.ModelAdmin):
             "event": event,
             "media": self.media,
             "chain": selectors.exception_chain(event.exception),
+            "source_url": source_url(self.admin_site, request, event.source_id),
             "tags": selectors.pairs(event.tags),
             "user_fields": selectors.pairs(event.user),
             "json_sections": json_sections,

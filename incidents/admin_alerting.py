@@ -5,6 +5,7 @@ are data: alerts change only through `services` (the actions below), and the log
 Whatever a service queues is handed to a worker once the transaction commits.
 """
 
+import json
 from datetime import timedelta
 
 from django import forms
@@ -17,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from incidents import selectors, services
-from incidents.admin import STYLES, severity_badge, status_badge
+from incidents.admin import STYLES, AdminsOnly, severity_badge, status_badge
 from incidents.alerting import GROUP_KEYS, _in_recurring_window
 from incidents.delivery import deliver_after_commit
 from incidents.models import (
@@ -560,7 +561,7 @@ class NotificationChannelForm(forms.ModelForm):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(AdminsOnly, admin.ModelAdmin):
     form = NotificationChannelForm
     list_display = (
         "name",
@@ -589,6 +590,23 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     class Media:
         css = STYLES
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None or self.has_change_permission(request, obj):
+            return super().get_fieldsets(request, obj)
+        # A read-only page renders stored values as they are: show the settings masked instead.
+        return [
+            (name, {**options, "fields": tuple("masked_config" if f == "config" else f for f in options["fields"])})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "masked_config")
+
+    @admin.display(description="config")
+    def masked_config(self, channel: NotificationChannel) -> str:
+        shown = masked_config(channel.kind, channel.config) if isinstance(channel.config, dict) else {}
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True))
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -651,7 +669,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(AdminsOnly, admin.ModelAdmin):
     list_display = (
         "created_at",
         "channel",
