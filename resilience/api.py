@@ -4,8 +4,12 @@
     POST /api/v1/resilience/transitions/  {"transitions": [...]} a client's breaker transitions
     POST /api/v1/resilience/windows/      {"process": ..., "windows": [...]} its breakers' window figures
 
-Both take `Authorization: Bearer <ingest key>`: a service already holds its source's key
-to report errors, and transitions become events of that source.
+All take `Authorization: Bearer <ingest key>`: a service already holds its source's key
+to report errors, and transitions become events of that source. Reports are the key's
+source's: it may report the breakers it runs and names nobody registered (kept under it),
+never another source's nor the console's own (403 naming the field); the config holds its
+own breakers and the shared policies. Bad input is a 400 naming the field, an oversized
+body a 413 naming the limit, refused while it is read.
 """
 
 from datetime import UTC, datetime
@@ -17,18 +21,20 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from incidents.api.ingest import source_for_bearer_key
-from incidents.ingest.decoding import decode_json
+from incidents.ingest.decoding import decode_json, read_body
 from incidents.ingest.errors import IngestError
+from incidents.models import Source
 from resilience.live import config_version
-from resilience.models import BreakerState
-from resilience.reporting import config_snapshot, transition_record, windows_record
+from resilience.models import BREAKER_NAME, BreakerState
+from resilience.reporting import breakers_refused, config_snapshot, transition_record, windows_record
 
 MAX_TRANSITIONS = 100
 MAX_WINDOWS = 1000
 MAX_COUNT = 2**31 - 1
+MAX_GENERATION = 2**63 - 1  # a bigint column
 MAX_BODY_BYTES = 256 * 1024
-_STATES = set(BreakerState.State.values)
-_MODES = set(BreakerState.Mode.values)
+_STATES = sorted(BreakerState.State.values)
+_MODES = sorted(BreakerState.Mode.values)
 
 
 def _error(error: IngestError) -> JsonResponse:
@@ -39,16 +45,18 @@ def _error(error: IngestError) -> JsonResponse:
 def config(request: HttpRequest) -> HttpResponse:
     """The snapshot every Runtime applies; cheap to poll with If-None-Match."""
     try:
-        source_for_bearer_key(request.headers.get("Authorization"))
+        source = source_for_bearer_key(request.headers.get("Authorization"))
     except IngestError as error:
         return _error(error)
-    etag = f'"resilience-config-{config_version()}"'
+    # Each source gets its own view of a version: its tag must not match another source's snapshot.
+    headers = {"Cache-Control": "no-cache", "Vary": "Authorization"}
+    etag = f'"resilience-config-{config_version()}-{source.pk}"'
     if request.headers.get("If-None-Match") == etag:
-        return HttpResponse(status=304, headers={"ETag": etag})
-    snapshot = config_snapshot()
+        return HttpResponse(status=304, headers={"ETag": etag, **headers})
+    snapshot = config_snapshot(source=source)
     # The snapshot's own version may be newer than the ETag read above; name it by what it holds.
-    etag = f'"resilience-config-{snapshot["version"]}"'
-    return JsonResponse(snapshot, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    etag = f'"resilience-config-{snapshot["version"]}-{source.pk}"'
+    return JsonResponse(snapshot, headers={"ETag": etag, **headers})
 
 
 @csrf_exempt
@@ -57,15 +65,37 @@ def transitions(request: HttpRequest) -> JsonResponse:
     """Record a client's transitions: each in its breaker's history and as an event of the key's source."""
     try:
         source = source_for_bearer_key(request.headers.get("Authorization"))
-        if len(request.body) > MAX_BODY_BYTES:
-            raise IngestError(413, "body", f"body is over the limit of {MAX_BODY_BYTES} bytes")
-        parsed = [_transition(entry, index) for index, entry in enumerate(_entries(decode_json(request.body, "body")))]
+        entries = _entries(decode_json(_body(request), "body"))
+        parsed = [_transition(entry, index) for index, entry in enumerate(entries)]
+        _check_reporter(
+            source, [(f"transitions[{index}].breaker", entry["breaker_name"]) for index, entry in enumerate(parsed)]
+        )
     except IngestError as error:
         return _error(error)
     with transaction.atomic():  # all of them or, if storing fails, none
         for entry in parsed:
             transition_record(source=source, **entry)
     return JsonResponse({"recorded": len(parsed)})
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit (never Django's HTML answer)."""
+    length = request.headers.get("Content-Length")
+    return read_body(
+        request,
+        content_length=int(length) if length and length.isdigit() else None,
+        content_encoding=request.headers.get("Content-Encoding"),
+        max_compressed=MAX_BODY_BYTES,
+        max_decompressed=MAX_BODY_BYTES,
+    )
+
+
+def _check_reporter(source: Source, breakers: list[tuple[str, str]]) -> None:
+    """Refuse the whole report, 403 naming the first field, if it names a breaker `source` may not report."""
+    refused = breakers_refused(source=source, names={name for _field, name in breakers})
+    for field, name in breakers:
+        if name in refused:
+            raise IngestError(403, field, f"breaker {name!r} {refused[name]}; this key reports for {source.slug}")
 
 
 def _entries(payload) -> list:
@@ -82,26 +112,21 @@ def _transition(entry, index: int) -> dict:
     prefix = f"transitions[{index}]"
     if not isinstance(entry, dict):
         raise IngestError(400, prefix, "must be an object")
-    name = entry.get("breaker")
-    _breaker_name(name, f"{prefix}.breaker")
-    for field in ("from_state", "to_state"):
-        if entry.get(field) not in _STATES:
-            raise IngestError(400, f"{prefix}.{field}", f"must be one of {sorted(_STATES)}")
-    mode = entry.get("mode", "auto")
-    if mode not in _MODES:
-        raise IngestError(400, f"{prefix}.mode", f"must be one of {sorted(_MODES)}")
-    generation, at = entry.get("generation", 0), entry.get("at")
-    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
-        raise IngestError(400, f"{prefix}.generation", "must be an integer >= 0")
+    name = _breaker_name(entry.get("breaker"), f"{prefix}.breaker")
+    from_state, to_state = (
+        _choice(entry.get(field), _STATES, f"{prefix}.{field}") for field in ("from_state", "to_state")
+    )
+    mode = _choice(entry.get("mode", "auto"), _MODES, f"{prefix}.mode")
+    generation = _integer(entry.get("generation", 0), MAX_GENERATION, f"{prefix}.generation")
+    at = entry.get("at")
     if not isinstance(at, int | float) or isinstance(at, bool) or not 0 < at < 32503680000:
         raise IngestError(400, f"{prefix}.at", "must be epoch seconds")
-    reason, process = entry.get("reason", ""), entry.get("process", "")
-    if not isinstance(reason, str) or not isinstance(process, str):
-        raise IngestError(400, f"{prefix}.reason", "reason and process must be strings")
+    reason = _text(entry.get("reason", ""), f"{prefix}.reason")
+    process = _text(entry.get("process", ""), f"{prefix}.process")
     return {
         "breaker_name": name,
-        "from_state": entry["from_state"],
-        "to_state": entry["to_state"],
+        "from_state": from_state,
+        "to_state": to_state,
         "mode": mode,
         "generation": generation,
         "reason": reason,
@@ -115,15 +140,15 @@ def _transition(entry, index: int) -> dict:
 def windows(request: HttpRequest) -> JsonResponse:
     """Keep a client process's latest window figures, replacing its previous report."""
     try:
-        source_for_bearer_key(request.headers.get("Authorization"))
-        if len(request.body) > MAX_BODY_BYTES:
-            raise IngestError(413, "body", f"body is over the limit of {MAX_BODY_BYTES} bytes")
-        payload = decode_json(request.body, "body")
-        process, entries = _window_report(payload)
+        source = source_for_bearer_key(request.headers.get("Authorization"))
+        process, entries = _window_report(decode_json(_body(request), "body"))
         parsed = [_window(entry, index) for index, entry in enumerate(entries)]
+        breakers = [(f"windows[{index}].breaker", window["breaker"]) for index, window in enumerate(parsed)]
+        _refuse_repeats(breakers)
+        _check_reporter(source, breakers)
     except IngestError as error:
         return _error(error)
-    windows_record(process=process, windows=parsed, at=timezone.now())
+    windows_record(source=source, process=process, windows=parsed, at=timezone.now())
     return JsonResponse({"recorded": len(parsed)})
 
 
@@ -133,6 +158,7 @@ def _window_report(payload) -> tuple[str, list]:
     process, entries = payload.get("process"), payload.get("windows")
     if not isinstance(process, str) or not 0 < len(process) <= 200:
         raise IngestError(400, "process", "must be the reporting process, 1 to 200 characters")
+    _text(process, "process")
     if not isinstance(entries, list) or not entries:
         raise IngestError(400, "windows", "must be a non-empty list of window reports")
     if len(entries) > MAX_WINDOWS:
@@ -145,21 +171,57 @@ def _window(entry, index: int) -> dict:
     prefix = f"windows[{index}]"
     if not isinstance(entry, dict):
         raise IngestError(400, prefix, "must be an object")
-    _breaker_name(entry.get("breaker"), f"{prefix}.breaker")
-    if entry.get("state") not in _STATES:
-        raise IngestError(400, f"{prefix}.state", f"must be one of {sorted(_STATES)}")
-    if entry.get("mode") not in _MODES:
-        raise IngestError(400, f"{prefix}.mode", f"must be one of {sorted(_MODES)}")
+    window = {
+        "breaker": _breaker_name(entry.get("breaker"), f"{prefix}.breaker"),
+        "state": _choice(entry.get("state"), _STATES, f"{prefix}.state"),
+        "mode": _choice(entry.get("mode"), _MODES, f"{prefix}.mode"),
+    }
     for field in ("calls", "failures", "slow_calls", "not_permitted"):
-        value = entry.get(field)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
-            raise IngestError(400, f"{prefix}.{field}", f"must be an integer from 0 to {MAX_COUNT}")
+        window[field] = _integer(entry.get(field), MAX_COUNT, f"{prefix}.{field}")
     for field in ("failures", "slow_calls"):
-        if entry[field] > entry["calls"]:
+        if window[field] > window["calls"]:
             raise IngestError(400, f"{prefix}.{field}", "cannot be more than calls")
-    return {key: entry[key] for key in ("breaker", "state", "mode", "calls", "failures", "slow_calls", "not_permitted")}
+    return window
 
 
-def _breaker_name(name, field: str) -> None:
+def _refuse_repeats(breakers: list[tuple[str, str]]) -> None:
+    """One figure per breaker and process: a second would overwrite the first within the same report."""
+    seen = set()
+    for field, name in breakers:
+        if name in seen:
+            raise IngestError(400, field, f"breaker {name!r} is reported twice; send one window per breaker")
+        seen.add(name)
+
+
+def _breaker_name(name, field: str) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise IngestError(400, field, "must be a breaker name of 1 to 200 characters")
+    _text(name, field)
+    if not BREAKER_NAME.regex.match(name):
+        raise IngestError(400, field, "must be printable, without '/' and without leading or trailing spaces")
+    return name
+
+
+def _choice(value, choices: list[str], field: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise IngestError(400, field, f"must be one of {choices}")
+    return value
+
+
+def _integer(value, maximum: int, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise IngestError(400, field, f"must be an integer from 0 to {maximum}")
+    return value
+
+
+def _text(value, field: str) -> str:
+    """A string PostgreSQL can store: no NUL character and no lone surrogate (which UTF-8 cannot encode)."""
+    if not isinstance(value, str):
+        raise IngestError(400, field, "must be a string")
+    if "\x00" in value:
+        raise IngestError(400, field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise IngestError(400, field, "must not contain lone surrogates (invalid UTF-16 escapes)") from error
+    return value

@@ -47,11 +47,19 @@ class BreakerConfigSerializer(serializers.ModelSerializer):
     error_type = serializers.SlugRelatedField(
         slug_field="code", queryset=ErrorType.objects.all(), allow_null=True, required=False
     )
+    source = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Source.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="The slug of the source whose services run it and alone may report it; null: the console's own.",
+    )
 
     class Meta:
         model = Breaker
         fields = [
             "name",
+            "source",
             "description",
             "component",
             "error_type",
@@ -133,17 +141,33 @@ class BreakerSwitchSerializer(serializers.Serializer):
 
 
 class BreakerTransitionSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="Whose key reported it; null: before attribution."
+    )
+
     class Meta:
         model = BreakerTransition
-        fields = ["at", "from_state", "to_state", "mode", "reason", "process", "generation"]
+        fields = ["at", "from_state", "to_state", "mode", "reason", "source", "process", "generation"]
 
 
 class BreakerProcessWindowSerializer(serializers.ModelSerializer):
     """One process's latest window report for the breaker."""
 
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True, help_text="Whose key reported it.")
+
     class Meta:
         model = BreakerWindow
-        fields = ["process", "reported_at", "state", "mode", "calls", "failures", "slow_calls", "not_permitted"]
+        fields = [
+            "source",
+            "process",
+            "reported_at",
+            "state",
+            "mode",
+            "calls",
+            "failures",
+            "slow_calls",
+            "not_permitted",
+        ]
 
 
 class CircuitBreakerListSerializer(serializers.Serializer):

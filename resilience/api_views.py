@@ -3,7 +3,7 @@
 The shapes follow the seed's error API ("status": "success", ..., "timestamp"), extended.
 A breaker's state is the shared state every console process agrees on (BreakerState, or
 the Redis store when RESILIENCE_STATE_STORE is redis); its window figures are summed over
-the fresh reports of every process using it (resilience.selectors). Operator switches go
+the fresh reports of every process of the source that runs it (resilience.selectors). Operator switches go
 through the console runtime's breaker, as the admin's actions do. Readable by viewers;
 config changes and switches need an admin.
 """
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -36,11 +36,17 @@ from resilience.api_serializers import (
     SystemHealthSerializer,
 )
 from resilience.live import config_version
-from resilience.models import Breaker, BreakerState, BreakerTransition
+from resilience.models import Breaker, BreakerState
 from resilience.runtime.degradation import Feature, Level
 from resilience.runtime.runtime import Runtime
 from resilience.runtime.state import SharedState
-from resilience.selectors import failure_rate, fresh_windows, with_window_totals
+from resilience.selectors import (
+    breaker_transitions,
+    breaker_windows,
+    failure_rate,
+    reported_windows,
+    with_window_totals,
+)
 
 TRANSITIONS_SHOWN = 20
 HEALTH_WINDOW_MINUTES = 60
@@ -67,7 +73,7 @@ def _no_parameters(request) -> None:
 
 def _with_figures(breakers: QuerySet) -> list[Breaker]:
     """Breakers with their summed window figures and when a process last reported failures."""
-    failing = fresh_windows().filter(breaker_name=OuterRef("name"), failures__gt=0).order_by("-reported_at")
+    failing = reported_windows().filter(failures__gt=0).order_by("-reported_at")
     return list(with_window_totals(breakers).annotate(last_failure_at=Subquery(failing.values("reported_at")[:1])))
 
 
@@ -151,10 +157,8 @@ class CircuitBreakerDetailView(APIView):
             CircuitBreakerDetailSerializer,
             circuit_breaker=_breaker_status(row.name),
             config=row,
-            processes=fresh_windows().filter(breaker_name=row.name).order_by("process"),
-            transitions=BreakerTransition.objects.filter(breaker_name=row.name).order_by("-at", "-id")[
-                :TRANSITIONS_SHOWN
-            ],
+            processes=breaker_windows(row).select_related("source").order_by("process"),
+            transitions=breaker_transitions(row).select_related("source").order_by("-at", "-id")[:TRANSITIONS_SHOWN],
         )
 
 

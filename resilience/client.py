@@ -78,6 +78,7 @@ SDK = {"name": "resilience.client", "version": "1.0"}
 _TRANSITION = "transition"
 _EVENT = "event"
 _INDEXED_FIELD = re.compile(r"^(?:events|transitions)\[(\d+)\]")
+_WINDOW_BREAKER_FIELD = re.compile(r"^windows\[(\d+)\]\.breaker$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class ConsoleClient:
         self._last_error = ""
         self._etag: str | None = None
         self._logged: set[tuple[Any, ...]] = set()
+        self._unreported: set[str] = set()  # breakers the console said are not this source's to report
         self._send_backoff = Backoff(flush_seconds)
         self._poll_backoff = Backoff(poll_seconds, cap=min(MAX_BACKOFF_SECONDS, 5.0))
         self._deadline = math.inf  # requests end by it: close() must keep its timeout
@@ -342,15 +344,23 @@ class ConsoleClient:
 
     def _send_windows(self) -> None:
         """Post the breakers' window figures; a failed post is not retried, the next one replaces it."""
-        windows = window_reports(self._current_runtime().breakers)
+        windows = [
+            window
+            for window in window_reports(self._current_runtime().breakers)
+            if window["breaker"] not in self._unreported
+        ]
         if not windows:
             return
         body = json.dumps({"process": PROCESS, "windows": windows}).encode()
         answer = self._request("POST", WINDOWS_PATH, body, {"Content-Type": "application/json"})
         if 200 <= answer.status < 300:
             self._forget_failures("windows")
-        else:
-            self._note_failure(("windows", answer.status), "could not report breaker windows: %s", answer)
+            return
+        self._note_failure(("windows", answer.status), "could not report breaker windows: %s", answer)
+        match = _WINDOW_BREAKER_FIELD.match(_error_field(answer.body)) if answer.status == 403 else None
+        if match and int(match.group(1)) < len(windows):
+            # Another source's breaker or the console's own: leave it out, so the rest of the report counts.
+            self._unreported.add(windows[int(match.group(1))]["breaker"])
 
     # Sending
 

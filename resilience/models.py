@@ -76,6 +76,18 @@ class BreakerState(models.Model):
         return f"{self.name}: {self.state}"
 
 
+# The console's own source: its processes report their breakers (redis, notify:...) under it, directly.
+CONSOLE_SOURCE_SLUG = "console"
+# Names of the console's own breakers (resilience.console.REDIS_BREAKER, NotificationChannel.breaker_name):
+# no service may run or report one, registered in admin or not.
+CONSOLE_BREAKER_NAMES = frozenset({"redis"})
+CONSOLE_BREAKER_PREFIX = "notify:"
+
+
+def is_console_breaker_name(name: str) -> bool:
+    return name in CONSOLE_BREAKER_NAMES or name.startswith(CONSOLE_BREAKER_PREFIX)
+
+
 # Any printable name without a slash (it is a URL segment in the API) or surrounding spaces:
 # notification channels, whose names are free text, get breakers named "notify:<channel name>".
 BREAKER_NAME = RegexValidator(
@@ -106,6 +118,16 @@ class Breaker(models.Model):
         validators=[BREAKER_NAME],
         help_text="What code names it: @breaker('payments-api'). The console's own: 'redis', and "
         "'notify:' followed by a notification channel's name for deliveries to that channel.",
+    )
+    source = models.ForeignKey(
+        "incidents.Source",
+        null=True,
+        blank=True,
+        # Unowned is the safe side: nobody's key may report it, and no service is sent its config.
+        on_delete=models.SET_NULL,
+        related_name="breakers",
+        help_text="The source whose services run it: only its ingest keys may report the breaker's state, and "
+        "only they get its config. Empty: the console's own (redis, notify:...), reported by console processes.",
     )
     description = models.TextField(blank=True)
     component = models.CharField(max_length=200, blank=True, help_text="Reported with its events.")
@@ -186,6 +208,12 @@ class Breaker(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def is_run_by(self, source) -> bool:
+        """Whether `source` reports this breaker: its own source, or the console's for the console's own."""
+        if self.source_id is None or is_console_breaker_name(self.name):
+            return source.slug == CONSOLE_SOURCE_SLUG
+        return self.source_id == source.pk
+
     def to_config(self) -> BreakerConfig:
         """The runtime config this row stands for (not yet validated)."""
         return BreakerConfig(
@@ -211,6 +239,8 @@ class Breaker(models.Model):
 
     def clean(self) -> None:
         """Refuse what the runtime would refuse, naming the field."""
+        if self.source_id is not None and is_console_breaker_name(self.name):
+            raise ValidationError({"source": f"{self.name} is the console's own breaker: leave the source empty"})
         try:
             self.to_config().validate()
         except ConfigError as error:
@@ -227,6 +257,15 @@ class BreakerTransition(models.Model):
 
     breaker_name = models.CharField(max_length=200)
     breaker = models.ForeignKey(Breaker, null=True, blank=True, on_delete=models.SET_NULL, related_name="transitions")
+    source = models.ForeignKey(
+        "incidents.Source",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Whose key reported it (the console's source for console processes); empty: recorded before "
+        "reports were attributed.",
+    )
     from_state = models.CharField(max_length=16, choices=BreakerState.State.choices)
     to_state = models.CharField(max_length=16, choices=BreakerState.State.choices)
     mode = models.CharField(max_length=16, choices=BreakerState.Mode.choices)
@@ -239,8 +278,11 @@ class BreakerTransition(models.Model):
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["breaker_name", "-at"], name="transition_breaker_time")]
         constraints = [
-            # A client that resends a batch it got no answer for must not double the history.
-            models.UniqueConstraint(fields=["breaker_name", "process", "generation"], name="transition_once")
+            # A client that resends a batch it got no answer for must not double the history; per
+            # source, so that another source naming the same process cannot pre-empt its transitions.
+            models.UniqueConstraint(
+                fields=["source", "breaker_name", "process", "generation"], name="transition_once_per_source"
+            )
         ]
 
     def __str__(self) -> str:
@@ -252,9 +294,13 @@ class BreakerWindow(models.Model):
 
     Windows stay in each process (sharing every call would cost a round trip per call),
     so processes report them every few seconds and admin, API and dashboard add up the
-    fresh reports: calls and failures across every process that uses the breaker.
+    fresh reports: calls and failures across every process that uses the breaker. Rows are
+    kept per reporting source: a breaker's figures add up only its own source's reports
+    (the console's source for the console's own breakers), so no key can overwrite or
+    outweigh another source's.
     """
 
+    source = models.ForeignKey("incidents.Source", on_delete=models.CASCADE, related_name="+")
     breaker_name = models.CharField(max_length=200)
     process = models.CharField(max_length=200, help_text="Host and pid of the reporting process.")
     reported_at = models.DateTimeField()
@@ -267,7 +313,9 @@ class BreakerWindow(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["breaker_name", "process"], name="breaker_window_per_process"),
+            models.UniqueConstraint(
+                fields=["source", "breaker_name", "process"], name="breaker_window_per_source_process"
+            ),
             models.CheckConstraint(
                 condition=models.Q(failures__lte=models.F("calls")) & models.Q(slow_calls__lte=models.F("calls")),
                 name="breaker_window_counts_within_calls",

@@ -5,6 +5,11 @@ A transition becomes an event of the source that reported it (the console's own 
 for its own breakers), classified as the breaker's configured error type and grouped per
 breaker and target state, so "payments-api opened" is one incident however often it
 happens, with its count and timeline.
+
+Reports are kept per source. A breaker is run by one source (Breaker.source), or is the
+console's own (no source): a source's key may report only breakers it runs, or names
+nobody has registered yet, which are kept under that source; the console's processes
+write their own directly, under the console's source, never over the API.
 """
 
 import uuid
@@ -18,6 +23,7 @@ from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorType, Source
 from resilience.live import config_version
 from resilience.models import (
+    CONSOLE_SOURCE_SLUG,
     Breaker,
     BreakerTransition,
     BreakerWindow,
@@ -26,10 +32,10 @@ from resilience.models import (
     RateLimitPolicy,
     RecoveryPolicy,
     RetryPolicy,
+    is_console_breaker_name,
 )
 from resilience.runtime.events import recovery_event
 
-CONSOLE_SOURCE_SLUG = "console"
 # Event ids of transitions derive from what identifies the transition, so a resend is stored once.
 _TRANSITION_EVENTS = uuid.UUID("5d0c1c9e-7c1e-4f57-9a59-3b0c2f1b8e11")
 
@@ -39,15 +45,21 @@ WINDOW_REPORTS_KEPT = timedelta(days=1)
 _WINDOW_FIELDS = ["reported_at", "state", "mode", "calls", "failures", "slow_calls", "not_permitted"]
 
 
-def config_snapshot() -> dict:
-    """Every resilience config as the JSON a Runtime applies (resilience.runtime.runtime.Runtime.apply)."""
+def config_snapshot(*, source: Source | None = None) -> dict:
+    """The resilience config as the JSON a Runtime applies (resilience.runtime.runtime.Runtime.apply).
+
+    For the console's own processes (no `source`) all of it; for a service reporting as `source`
+    the breakers that source runs and the shared policies, never another's breakers.
+    """
+    breakers = Breaker.objects.all() if source is None else Breaker.objects.filter(source=source)
+    hidden = set() if source is None else set(Breaker.objects.exclude(source=source).values_list("name", flat=True))
     return {
         "version": config_version(),
-        "breakers": {row.name: breaker_config_dict(row) for row in Breaker.objects.all()},
+        "breakers": {row.name: breaker_config_dict(row) for row in breakers},
         "retry_policies": {row.name: row.to_config().to_dict() for row in RetryPolicy.objects.all()},
         "recovery_policies": [row.to_config().to_dict() for row in RecoveryPolicy.objects.all()],
         "degradation": {
-            "features": [row.to_config().to_dict() for row in DegradationFeature.objects.all()],
+            "features": [_feature_dict(row, hidden) for row in DegradationFeature.objects.all()],
             "rules": [row.to_config().to_dict() for row in DegradationRule.objects.all()],
         },
         "rate_limits": {row.name: row.to_config().to_dict() for row in RateLimitPolicy.objects.all()},
@@ -58,6 +70,12 @@ def config_snapshot() -> dict:
             )
         ],
     }
+
+
+def _feature_dict(row: DegradationFeature, hidden: set[str]) -> dict:
+    """A feature as JSON, without the breakers its reader may not know of (they never open in its process)."""
+    feature = row.to_config().to_dict()
+    return {**feature, "breakers": [name for name in feature["breakers"] if name not in hidden]}
 
 
 def breaker_config_dict(row: Breaker) -> dict:
@@ -99,6 +117,18 @@ def console_source() -> Source:
     return source
 
 
+def breakers_refused(*, source: Source, names: set[str]) -> dict[str, str]:
+    """The named breakers `source` may not report on, each with why: only the source that runs one may."""
+    if source.slug == CONSOLE_SOURCE_SLUG:
+        return {name: "the console's own source is reported by console processes, not over the API" for name in names}
+    console_own = "is the console's own: only console processes report it"
+    refused = {name: console_own for name in names if is_console_breaker_name(name)}
+    for row in Breaker.objects.filter(name__in=names - refused.keys()):
+        if not row.is_run_by(source):
+            refused[row.name] = console_own if row.source_id is None else "is run by another source"
+    return refused
+
+
 def transition_record(
     *,
     source: Source,
@@ -111,10 +141,13 @@ def transition_record(
     process: str,
     at: datetime,
 ) -> BreakerTransition:
-    """Keep a transition in the breaker's history and report it as an event of `source`."""
+    """Keep a transition in the breaker's history and report it as an event of `source`, which reported it."""
     breaker = Breaker.objects.filter(name=breaker_name).select_related("error_type").first()
+    if breaker is not None and not breaker.is_run_by(source):
+        breaker = None  # another's breaker of the same name: the transition is not part of its history
     with transaction.atomic():
         row, created = BreakerTransition.objects.get_or_create(
+            source=source,
             breaker_name=breaker_name,
             process=process[:200],
             generation=generation,
@@ -199,10 +232,13 @@ def event_record(*, source: Source, event: dict, error_type: str | None = None) 
     )
 
 
-def windows_record(*, process: str, windows: list[dict], at: datetime) -> None:
-    """Keep each breaker's latest window figures from `process`, replacing its previous report."""
+def windows_record(*, process: str, windows: list[dict], at: datetime, source: Source | None = None) -> None:
+    """Keep each breaker's latest window figures from `process` of `source` (default: a console process),
+    replacing that process's previous report."""
+    source = source or console_source()
     rows = [
         BreakerWindow(
+            source=source,
             breaker_name=window["breaker"],
             process=process[:200],
             reported_at=at,
@@ -217,6 +253,9 @@ def windows_record(*, process: str, windows: list[dict], at: datetime) -> None:
     ]
     with transaction.atomic():
         BreakerWindow.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["breaker_name", "process"], update_fields=_WINDOW_FIELDS
+            rows,
+            update_conflicts=True,
+            unique_fields=["source", "breaker_name", "process"],
+            update_fields=_WINDOW_FIELDS,
         )
         BreakerWindow.objects.filter(reported_at__lt=at - WINDOW_REPORTS_KEPT).delete()

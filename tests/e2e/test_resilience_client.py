@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from incidents import services
-from incidents.models import ErrorEvent
+from incidents.models import ErrorEvent, Source
 from resilience.client import ConsoleClient, ConsoleLogHandler, configure
 from resilience.live import config_version_bump
 from resilience.models import Breaker, BreakerTransition, BreakerWindow
@@ -40,9 +40,15 @@ class Versions:
 
 
 @pytest.fixture
-def token(transactional_db) -> str:
-    _source, key = services.source_create(name="Shop")
-    return key.public_key
+def shop(transactional_db) -> Source:
+    """The service's source: the breakers it runs are registered under it."""
+    source, _key = services.source_create(name="Shop")
+    return source
+
+
+@pytest.fixture
+def token(shop) -> str:
+    return shop.keys.get().public_key
 
 
 @pytest.fixture
@@ -56,8 +62,10 @@ def installed() -> Iterator[list[ConsoleClient]]:
     set_runtime(previous)
 
 
-def test_the_client_applies_the_saved_config_and_later_changes(live_console, token, installed):
-    row = Breaker.objects.create(name="payments-api", failure_rate_threshold=25.0, minimum_calls=5, window_size=10)
+def test_the_client_applies_the_saved_config_and_later_changes(live_console, shop, token, installed):
+    row = Breaker.objects.create(
+        name="payments-api", source=shop, failure_rate_threshold=25.0, minimum_calls=5, window_size=10
+    )
     versions = Versions()
     client = configure(live_console.url, token, poll_seconds=0.1, on_config=versions)
     installed.append(client)
@@ -90,8 +98,10 @@ def test_an_unchanged_config_is_not_applied_again(live_console, token):
     assert len(applied) == 1 and len(versions.seen) == 1
 
 
-def test_a_tripped_breaker_becomes_a_transition_and_an_event(live_console, token, installed):
-    Breaker.objects.create(name="payments-api", window_size=2, minimum_calls=2, failure_rate_threshold=50.0)
+def test_a_tripped_breaker_becomes_a_transition_and_an_event(live_console, shop, token, installed):
+    Breaker.objects.create(
+        name="payments-api", source=shop, window_size=2, minimum_calls=2, failure_rate_threshold=50.0
+    )
     versions = Versions()
     options = {"poll_seconds": 0.1, "flush_seconds": 0.1, "timeout": 10, "on_config": versions}
     installed.append(configure(live_console.url, token, **options))
@@ -198,8 +208,8 @@ def test_with_the_console_unreachable_the_service_keeps_working(installed):
     assert stats["config_version"] is None and stats["last_error"]
 
 
-def test_the_client_reports_its_windows_and_the_config_it_refused(live_console, token, installed):
-    row = Breaker.objects.create(name="payments-api", window_size=10, minimum_calls=10)
+def test_the_client_reports_its_windows_and_the_config_it_refused(live_console, shop, token, installed):
+    row = Breaker.objects.create(name="payments-api", source=shop, window_size=10, minimum_calls=10)
     versions = Versions()
     options = {"poll_seconds": 0.1, "flush_seconds": 0.1, "windows_seconds": 0.1, "on_config": versions}
     client = configure(live_console.url, token, **options)
@@ -220,6 +230,28 @@ def test_the_client_reports_its_windows_and_the_config_it_refused(live_console, 
     assert wait_until(reported.exists)
     assert reported.get().tags["field"] == "breakers.payments-api.record_exceptions"
     assert breaker.config.failure_rate_threshold == 50  # the last good config stays
+
+
+def test_a_breaker_the_service_does_not_run_is_refused_and_its_other_figures_still_count(
+    live_console, shop, token, installed
+):
+    Breaker.objects.create(name="payments-api", source=shop)
+    other, _key = services.source_create(name="Warehouse")
+    Breaker.objects.create(name="inventory", source=other)
+    client = configure(live_console.url, token, poll_seconds=0.1, windows_seconds=0.1, flush_seconds=0.1)
+    installed.append(client)
+    runtime = get_runtime()
+    for name in ("inventory", "payments-api", "redis"):  # another source's, its own, the console's
+        runtime.breaker(name).call(lambda: "ok")
+    runtime.breaker("redis").force_open("forged")
+
+    mine = BreakerWindow.objects.filter(source=shop, breaker_name="payments-api", calls=1)
+    assert wait_until(mine.exists)
+    reported = BreakerWindow.objects.exclude(source__slug="console").values_list("source__name", "breaker_name")
+    assert list(reported) == [("Shop", "payments-api")]
+    assert wait_until(lambda: client.stats()["dropped"] == 1)  # the forced opening of redis, refused
+    assert not BreakerTransition.objects.filter(breaker_name="redis").exists()
+    assert not ErrorEvent.objects.filter(tags__breaker="redis").exists()
 
 
 def _refused() -> None:

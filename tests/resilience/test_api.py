@@ -19,8 +19,10 @@ def bearer(key) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {key.public_key}"}
 
 
-def test_the_snapshot_holds_every_config_in_runtime_form(client, ingest_key):
-    Breaker.objects.create(name="payments-api", failure_statuses="5xx, 429", record_exceptions="TimeoutError")
+def test_the_snapshot_holds_every_config_in_runtime_form(client, source, ingest_key):
+    Breaker.objects.create(
+        name="payments-api", source=source, failure_statuses="5xx, 429", record_exceptions="TimeoutError"
+    )
     response = client.get(CONFIG, **bearer(ingest_key))
     assert response.status_code == 200
     snapshot = response.json()
@@ -32,10 +34,10 @@ def test_the_snapshot_holds_every_config_in_runtime_form(client, ingest_key):
     assert {"code": "NETWORK_TIMEOUT", "category": "NETWORK", "transient": True} in snapshot["error_types"]
 
 
-def test_an_unchanged_config_answers_304_and_a_change_a_new_etag(client, ingest_key):
+def test_an_unchanged_config_answers_304_and_a_change_a_new_etag(client, source, ingest_key):
     etag = client.get(CONFIG, **bearer(ingest_key))["ETag"]
     assert client.get(CONFIG, HTTP_IF_NONE_MATCH=etag, **bearer(ingest_key)).status_code == 304
-    Breaker.objects.create(name="payments-api")
+    Breaker.objects.create(name="payments-api", source=source)
     changed = client.get(CONFIG, HTTP_IF_NONE_MATCH=etag, **bearer(ingest_key))
     assert changed.status_code == 200 and changed["ETag"] != etag
     assert "payments-api" in changed.json()["breakers"]
@@ -100,11 +102,11 @@ def test_a_bad_report_is_refused_whole_naming_the_field(client, ingest_key, payl
     assert not BreakerTransition.objects.exists() and not ErrorEvent.objects.exists()
 
 
-def test_a_remote_runtime_applies_the_snapshot_whole(client, ingest_key):
+def test_a_remote_runtime_applies_the_snapshot_whole(client, source, ingest_key):
     from resilience.models import DegradationFeature, DegradationRule, RateLimitPolicy
     from resilience.runtime.runtime import Runtime
 
-    Breaker.objects.create(name="payments-api", failure_rate_threshold=25, failure_statuses="5xx")
+    Breaker.objects.create(name="payments-api", source=source, failure_rate_threshold=25, failure_statuses="5xx")
     DegradationFeature.objects.create(name="checkout", breakers="payments-api", critical=True)
     DegradationRule.objects.create(name="checkout-down", condition="critical_breaker_open", level=2)
     RateLimitPolicy.objects.create(name="binance", limit=1200, window_seconds=60)

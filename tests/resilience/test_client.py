@@ -351,3 +351,23 @@ def test_the_handler_never_raises_on_a_broken_record(console, monkeypatch):
     handler = ConsoleLogHandler(client)
     handler.handle(logging.LogRecord("shop", logging.ERROR, __file__, 1, "%d items", ("many",), None))
     assert client.stats()["buffered"] == 0
+
+
+WINDOWS = "/api/v1/resilience/windows/"
+
+
+def test_a_breaker_the_console_says_is_not_the_services_own_is_left_out_of_later_window_reports(console):
+    refusal = {"error": "breaker 'redis' is the console's own", "field": "windows[1].breaker"}
+    console.script.append((WINDOWS, 403, refusal, {}))
+    runtime = Runtime()
+    for name in ("payments-api", "redis"):
+        runtime.breaker(name).call(lambda: "ok")
+    client = ConsoleClient(console.url, "key", runtime=runtime, windows_seconds=0.01, poll_seconds=60).start()
+    try:
+        reports = console.await_requests(WINDOWS, 2)
+    finally:
+        client.close(timeout=5)
+    assert [[window["breaker"] for window in report.body["windows"]] for report in reports[:2]] == [
+        ["payments-api", "redis"],
+        ["payments-api"],
+    ]
