@@ -8,7 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi = get_asgi_application()  # before importing consumers: it sets Django up
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from access.websocket import LiveAuthStack  # noqa: E402
 from incidents.routing import websocket_urlpatterns  # noqa: E402
@@ -16,6 +15,6 @@ from incidents.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(LiveAuthStack(URLRouter(websocket_urlpatterns))),
+        "websocket": LiveAuthStack(URLRouter(websocket_urlpatterns)),  # origin checked first (access/websocket.py)
     }
 )

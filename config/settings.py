@@ -195,10 +195,14 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Credentials in URLs (?token=, ?sentry_key=) are redacted from every record, including those of the
+# servers' own handlers (uvicorn, granian, daphne), which configure() filters too.
+LOGGING_CONFIG = "config.logging_filters.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_tokens": {"()": "config.logging_filters.RedactTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
 
@@ -273,6 +277,13 @@ LIVE_MESSAGE_RETENTION_SECONDS = env_int("LIVE_MESSAGE_RETENTION_SECONDS", 3600,
 # Batches of live messages a websocket connection may have waiting while its client is slow;
 # past that the batches are dropped and it catches up from the table when the client reads again.
 LIVE_INBOX_BATCHES = env_int("LIVE_INBOX_BATCHES", 50, minimum=1)
+# Live websockets one API token (or one user's sessions) may hold open in a web process; past it the
+# handshake is refused with close code 4429.
+LIVE_MAX_SOCKETS_PER_CLIENT = env_int("LIVE_MAX_SOCKETS_PER_CLIENT", 20, minimum=1)
+# uvicorn (runconsole, config/servers.py) closes a connection whose request headers are not in within
+# HTTP_HEADER_TIMEOUT_SECONDS, or whose body is not within HTTP_BODY_TIMEOUT_SECONDS after them.
+HTTP_HEADER_TIMEOUT_SECONDS = env_float("HTTP_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+HTTP_BODY_TIMEOUT_SECONDS = env_float("HTTP_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 
 # Reporting API (/api/v1/): API tokens or a session, roles from groups, one error shape, cursor pages.
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")

@@ -2,7 +2,8 @@
 
 Who: a logged-in session or an API token (access/websocket.py: an Authorization header, or
 `?token=ict_...`), of a viewer or above; anonymous connections are closed with 4401, others below
-viewer with 4403. The origin is checked against ALLOWED_HOSTS before this runs (config/asgi.py).
+viewer with 4403, and one past LIVE_MAX_SOCKETS_PER_CLIENT open sockets of its token (or of its
+user's sessions) in this process with 4429. The origin is checked before this runs (access/websocket.py).
 
 Client frames (JSON text, at most MAX_FRAME_BYTES):
     {"type": "subscribe", "topics": ["incident", "breaker", "recovery", "alert", "degradation", "config"] or ["*"],
@@ -22,6 +23,7 @@ reads the table at its own pace.
 """
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -198,10 +200,33 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         role = await database_sync_to_async(role_of)(self.scope.get("user"))
         if role == Role.NONE:
-            # Accepted first: a close before the handshake would be a bare HTTP 403, without the reason.
-            await self.accept()
-            await self.close(code=4401 if not _authenticated(self.scope) else 4403)
+            await self._refuse(4401 if not _authenticated(self.scope) else 4403)
             return
+        client = _client(self.scope)
+        if _sockets[client] >= settings.LIVE_MAX_SOCKETS_PER_CLIENT:
+            await self._refuse(4429, f"over LIVE_MAX_SOCKETS_PER_CLIENT ({settings.LIVE_MAX_SOCKETS_PER_CLIENT})")
+            return
+        _sockets[client] += 1  # counted before the next await: concurrent handshakes see it
+        self.client = client
+        try:
+            await self._start()
+        except BaseException:
+            self._uncount()
+            raise
+
+    async def _refuse(self, code: int, reason: str = "") -> None:
+        # Accepted first: a close before the handshake would be a bare HTTP 403, without the reason.
+        await self.accept()
+        await self.close(code=code, reason=reason)
+
+    def _uncount(self) -> None:
+        client, self.client = getattr(self, "client", None), None
+        if client is not None:
+            _sockets[client] -= 1
+            if _sockets[client] <= 0:
+                del _sockets[client]
+
+    async def _start(self) -> None:
         self.topics: frozenset[str] = frozenset(TOPICS)
         self.source_id: int | None = None
         self.incident_id: int | None = None
@@ -219,6 +244,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.sender = asyncio.create_task(self._send_forever())
 
     async def disconnect(self, code):
+        self._uncount()
         sender = getattr(self, "sender", None)
         if sender is not None:
             _hub().leave(self)
@@ -350,6 +376,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _error(self, field: str, message: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "field": field, "error": message}))
+
+
+# Open live sockets of each client in this process (see _client), for LIVE_MAX_SOCKETS_PER_CLIENT.
+_sockets: collections.Counter[str] = collections.Counter()
+
+
+def _client(scope) -> str:
+    """Whom a socket counts against: its API token, or its user when it came with a session."""
+    token_id = scope.get("api_token_id")
+    return f"token:{token_id}" if token_id is not None else f"user:{scope['user'].pk}"
 
 
 def _authenticated(scope) -> bool:

@@ -45,7 +45,9 @@ def uvicorn_on_the_test_database(django_db_blocker, **env):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    server = _start_uvicorn({**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), **env}, listener)
+    console_url = f"http://127.0.0.1:{listener.getsockname()[1]}"  # the origin its pages have
+    environment = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), "CONSOLE_URL": console_url}
+    server = _start_uvicorn({**environment, **env}, listener)
     try:
         yield listener.getsockname()[1]
     finally:
@@ -65,8 +67,10 @@ def token(django_user_model) -> str:
     return api_token_create(user=user_with_role(django_user_model, "viewer"), name="live")[1]
 
 
-def connect(url: str, *, token: str | None = None, origin: str = "http://127.0.0.1", token_in_url: bool = False):
-    """Connect with the token in an Authorization header, as programs should, or in the URL."""
+def connect(url: str, *, token: str | None = None, origin: str | None = None, token_in_url: bool = False):
+    """Connect with the token in an Authorization header, as programs should, or in the URL, from a
+    page of the console (unless `origin` says otherwise)."""
+    origin = origin or "http" + url.removeprefix("ws").split("/ws/")[0]
     headers = {"Authorization": f"Bearer {token}"} if token and not token_in_url else {}
     url += f"?token={token}" if token and token_in_url else ""
     return websockets.connect(url, origin=origin, additional_headers=headers, open_timeout=10)
@@ -349,7 +353,7 @@ class StallingClient:
         self.sock.connect(("127.0.0.1", port))
         self.sock.settimeout(30)
         url = f"ws://127.0.0.1:{port}/ws/live/?token={token}"
-        self.protocol = ClientProtocol(parse_uri(url), origin=Origin("http://127.0.0.1"), max_size=None)
+        self.protocol = ClientProtocol(parse_uri(url), origin=Origin(f"http://127.0.0.1:{port}"), max_size=None)
         self.protocol.send_request(self.protocol.connect())
         self._flush()
         self.frames: list[dict] = []
