@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
-from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
 
 from incidents import live
+from incidents.alert_templates import alert_template_problem, render_alert_template
 from incidents.alert_values import Measured, measure_rules
 from incidents.models import (
     MAX_WINDOW_MINUTES,
@@ -40,6 +40,7 @@ from incidents.models import (
 logger = logging.getLogger(__name__)
 
 GROUP_KEYS = ("source", "error_type", "incident")
+TEMPLATE_FIELDS = ("summary_template", "runbook_template")
 # Flapping as Nagios measures it: percent state change over the last 21 evaluations,
 # weighted from 0.8 (oldest) to 1.2 (newest); it starts above HIGH and stops below LOW.
 FLAP_HISTORY = 21
@@ -90,7 +91,7 @@ def rule_errors(rule: AlertRule) -> dict[str, str]:
         errors["group_by"] = "absence rules watch one source or all sources; leave group_by empty"
     if rule.target == "absence" and rule.heartbeat and rule.source_id is None:
         errors["source"] = "a heartbeat rule watches one source's heartbeat URL: choose the source"
-    for field in ("summary_template", "runbook_template"):
+    for field in TEMPLATE_FIELDS:
         problem = template_error(getattr(rule, field))
         if problem:
             errors[field] = problem
@@ -99,17 +100,22 @@ def rule_errors(rule: AlertRule) -> dict[str, str]:
 
 def template_error(text: str) -> str | None:
     """Why `text` cannot be rendered as a summary or runbook template, or None."""
-    try:
-        Template(text).render(Context(_template_context_example()))
-    except TemplateSyntaxError as error:
-        return f"template error: {error}"
-    except Exception as error:  # e.g. {% include %} of a missing template: it would fail at every send
-        return f"template error when rendered: {type(error).__name__}: {error}"
-    return None
+    return alert_template_problem(text, _template_context_example())
 
 
 def _template_context_example() -> dict:
-    return {"rule": "rule", "value": 1.0, "threshold": 1.0, "severity": "HIGH", "labels": {}, "state": "firing"}
+    # The longest values an alert can carry, so that a template within the bounds here stays within them at send.
+    name_length = AlertRule._meta.get_field("name").max_length
+    breaker_length = AlertRule._meta.get_field("breaker").max_length
+    labels = {"source": 10**9, "error_type": 10**9, "incident": 10**12, "breaker": "b" * breaker_length}
+    return {
+        "rule": "r" * name_length,
+        "value": 123456789.125,
+        "threshold": 123456789.125,
+        "severity": "CRITICAL",
+        "labels": {**labels, "level": "EMERGENCY"},
+        "state": "acknowledged",
+    }
 
 
 def _lowest_firing_threshold(rule: AlertRule) -> float | None:
@@ -469,8 +475,8 @@ def message_for(alert: Alert, event: str) -> dict:
         "dedup_key": f"alert-{alert.pk}",
         "rule": rule.name,
         "severity": context["severity"].lower(),
-        "summary": _render(rule.summary_template, context),
-        "runbook": _render(rule.runbook_template, context),
+        "summary": _render(rule, "summary_template", context),
+        "runbook": _render(rule, "runbook_template", context),
         "value": alert.value,
         "threshold": threshold,
         "labels": {key: str(value) for key, value in (alert.labels or {}).items()},
@@ -480,8 +486,13 @@ def message_for(alert: Alert, event: str) -> dict:
     }
 
 
-def _render(template: str, context: dict) -> str:
-    if not template:
-        return ""
-    # Autoescaping is for HTML; these texts go to chat, pagers and mail as plain text.
-    return Template("{% autoescape off %}" + template + "{% endautoescape %}").render(Context(context)).strip()
+def _render(rule: AlertRule, field: str, context: dict) -> str:
+    try:
+        return render_alert_template(getattr(rule, field), context)
+    except Exception as error:
+        # A template saved around validation, or past the bounds only with live values, must neither stop the
+        # evaluation of every rule nor lose the alert: it goes out in the default wording.
+        logger.warning("Alert rule %s (%s): %s not rendered: %s", rule.pk, rule.name, field, error)
+        if field != "summary_template":
+            return ""
+        return f"{context['rule']}: {context['value']} (threshold {context['threshold']})"

@@ -3,7 +3,8 @@
 Rules are tried in (position, id) order; every filled-in condition of a rule must match
 (AND); the first matching rule wins; an event no rule matches is UNEXPECTED. Everything
 here is pure except `load_ruleset_and_catalog`, so the digest reads the database once
-per run and classifies a whole batch from memory.
+per run and classifies a whole batch from memory. Message patterns run on RE2
+(incidents/patterns.py), so no pattern an operator saves can make a match backtrack.
 """
 
 import asyncio
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+from incidents.patterns import Pattern, PatternError, compile_pattern, encode_text
 
 logger = logging.getLogger(__name__)
 
@@ -372,9 +375,9 @@ def validate_rule(rule) -> None:
         errors["exception_type"] = f"Not a class name: {', '.join(map(repr, bad_names))}; separate names by commas."
     if rule.message_pattern:
         try:
-            re.compile(rule.message_pattern, re.IGNORECASE)
-        except re.error as error:
-            errors["message_pattern"] = f"Not a valid regular expression: {error}."
+            compile_pattern(rule.message_pattern)
+        except PatternError as error:
+            errors["message_pattern"] = f"Not a regular expression the console can run: {error}."
     if rule.http_status and rule.http_status.strip():
         try:
             parse_http_status(rule.http_status)
@@ -419,6 +422,11 @@ class _EventView:
         return [text for text in texts if isinstance(text, str) and text]
 
     @cached_property
+    def encoded_texts(self) -> list[bytes]:
+        # Encoded once per event, however many pattern rules look at it.
+        return [encode_text(text) for text in self.texts]
+
+    @cached_property
     def context_sources(self) -> list[Mapping]:
         sources = [self.event.get("extra"), self.event.get("tags")]
         sources += list((self.event.get("contexts") or {}).values())
@@ -433,7 +441,7 @@ class _EventView:
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """A rule ready to match: regex compiled, statuses expanded, names split."""
+    """A rule ready to match: pattern compiled for RE2, statuses expanded, names split."""
 
     id: int | None
     name: str
@@ -441,7 +449,7 @@ class CompiledRule:
     error_type: str
     severity_override: int | None
     exception_types: frozenset[str]
-    message: re.Pattern | None
+    message: Pattern | None
     statuses: frozenset[int]
     logger: str
     component: str
@@ -459,7 +467,7 @@ class CompiledRule:
             return False
         if self.exception_types and self.exception_types.isdisjoint(view.names):
             return False
-        return not self.message or any(self.message.search(text) for text in view.texts)
+        return not self.message or any(self.message.search(text) for text in view.encoded_texts)
 
     @staticmethod
     def _context_holds(view: _EventView, key: str, expected: str | None) -> bool:
@@ -492,7 +500,7 @@ def _error_type_code(rule, codes_by_id: Mapping[int, str] | None) -> str:
 
 
 def compile_rule(rule, codes_by_id: Mapping[int, str] | None = None) -> CompiledRule:
-    """Compile one rule-like object, raising ValueError or re.error if a condition cannot work."""
+    """Compile one rule-like object, raising ValueError (PatternError among them) if a condition cannot work."""
     return CompiledRule(
         id=rule.id,
         name=getattr(rule, "name", "") or "",
@@ -500,7 +508,7 @@ def compile_rule(rule, codes_by_id: Mapping[int, str] | None = None) -> Compiled
         error_type=_error_type_code(rule, codes_by_id),
         severity_override=rule.severity_override,
         exception_types=split_exception_types(rule.exception_type or ""),
-        message=re.compile(rule.message_pattern, re.IGNORECASE) if rule.message_pattern else None,
+        message=compile_pattern(rule.message_pattern) if rule.message_pattern else None,
         statuses=parse_http_status(rule.http_status) if (rule.http_status or "").strip() else frozenset(),
         logger=rule.logger or "",
         component=rule.component or "",
@@ -519,7 +527,7 @@ def compile_rules(rules: Iterable, codes_by_id: Mapping[int, str] | None = None)
     for rule in enabled:
         try:
             compiled.append(compile_rule(rule, codes_by_id))
-        except (ValueError, re.error, AttributeError) as error:
+        except (ValueError, AttributeError) as error:
             # A rule saved around validation (SQL, a bulk update) must not stop the digest for everyone.
             logger.warning("Skipping classification rule %s (%s): %s", rule.id, getattr(rule, "name", ""), error)
     return RuleSet(compiled)

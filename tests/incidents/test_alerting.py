@@ -402,3 +402,61 @@ def test_deliveries_go_through_the_channels_breaker(channel, receiver):
     # Each retry meets the open breaker too: none reaches the receiver, none is lost.
     assert all("is open" in n.error for n in Notification.objects.exclude(status="queued"))
     assert Notification.objects.count() > 1 and not Notification.objects.filter(status="sent").exists()
+
+
+# Templates, bounded
+
+# 125,000 iterations (the full language would render them all; ten such loops nested in 500 characters are 10^12).
+NESTED_LOOPS = "".join(f'{{% for c{i} in "{"x" * 50}" %}}' for i in range(3)) + "." + "{% endfor %}" * 3
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        (NESTED_LOOPS, ["too costly", "at most 1000 iterations"]),
+        ('{{ rule|ljust:"1000000" }}', ["'ljust'", "the filters"]),
+        ('{{ value|floatformat:"100000" }}', ["at most 20 decimal places"]),
+        ("{% debug %}", ["'debug'", "the tags"]),
+        ("{% load static %}{% get_static_prefix %}", ["'load'"]),
+    ],
+)
+def test_a_template_that_could_run_or_grow_without_bound_is_refused_on_save_naming_the_field(template, words):
+    for field in alerting.TEMPLATE_FIELDS:
+        bad = AlertRule(name="bad", comparator="gt", warning_threshold=10, **{field: template})
+        with pytest.raises(ValidationError) as refused:
+            bad.full_clean()
+        message = " ".join(refused.value.message_dict[field])
+        assert all(word in message for word in words), message
+
+
+def test_the_api_refuses_a_costly_template_naming_the_field(api_as):
+    body = {"name": "loops", "window_minutes": 5, "comparator": "gt", "warning_threshold": 3}
+    response = api_as("admin").post(
+        "/api/v1/alert-rules/", {**body, "runbook_template": NESTED_LOOPS}, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "runbook_template"
+    assert "too costly" in str(response.json()["errors"]["runbook_template"])
+    assert not AlertRule.objects.filter(name="loops").exists()
+
+
+def test_a_template_stored_around_validation_is_sent_in_the_default_wording_and_logged(
+    source, channel, receiver, caplog
+):
+    errors = rule(channel, source=source)
+    AlertRule.objects.filter(pk=errors.pk).update(summary_template=NESTED_LOOPS, runbook_template="{% debug %}")
+    store(source, 5)
+    with caplog.at_level("WARNING", logger="incidents.alerting"):
+        digest_and_evaluate()
+    body = receiver.last.json()
+    assert (body["summary"], body["runbook"]) == ("errors: 5.0 (threshold 3.0)", "")
+    assert "summary_template" in caplog.text and "runbook_template" in caplog.text
+
+
+def test_a_template_cannot_change_the_alerts_labels(source, channel, receiver):
+    rule(channel, source=source, group_by=["source"], summary_template="{{ labels.clear }}{{ labels.source }} is noisy")
+    store(source, 5)
+    digest_and_evaluate()
+    body = receiver.last.json()
+    assert body["labels"] == {"source": str(source.pk)}
+    assert body["summary"] == f"{source.pk} is noisy"

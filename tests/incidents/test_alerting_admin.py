@@ -204,7 +204,11 @@ def test_a_valid_rule_posted_to_the_add_form_is_saved_with_its_channels(admin_cl
         ({"cooldown": "-5"}, "cooldown", "greater than or equal to 0"),
         ({"summary_template": "{% if %}"}, "summary_template", "template error"),
         ({"runbook_template": "{{ value|no_such_filter }}"}, "runbook_template", "template error"),
-        ({"runbook_template": "{% include 'missing.txt' %}"}, "runbook_template", "template error when rendered"),
+        (
+            {"runbook_template": "{% include 'missing.txt' %}"},
+            "runbook_template",
+            "Invalid block tag on line 1: 'include'",
+        ),
         ({"warning_threshold": ""}, "warning_threshold", "set a warning or a critical threshold"),
         ({"critical_threshold": "2"}, "critical_threshold", "must be at or above the warning threshold"),
         ({"value": "ratio", "warning_threshold": "150"}, "warning_threshold", "a ratio is a percentage"),
