@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (origin checked, then authenticated)."""
+"""ASGI entry point: HTTP through body limits to Django, websockets through Channels (origin checked, authenticated)."""
 
 import os
 
@@ -10,11 +10,13 @@ django_asgi = get_asgi_application()  # before importing consumers: it sets Djan
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from access.websocket import LiveAuthStack  # noqa: E402
+from incidents.api.asgi_limits import BodyLimits  # noqa: E402
 from incidents.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        # Django reads (and spools) whole bodies before any view: keys and limits are checked first.
+        "http": BodyLimits(django_asgi),
         "websocket": LiveAuthStack(URLRouter(websocket_urlpatterns)),  # origin checked first (access/websocket.py)
     }
 )

@@ -16,7 +16,8 @@ from http import HTTPStatus
 from django.core import signals
 from django.core.handlers.wsgi import LimitedStream
 
-from incidents.api.ingest import IngestRequest, ingest
+from incidents.api.ingest import IngestRequest, error_response, ingest
+from incidents.ingest.errors import IngestError
 
 logger = logging.getLogger("django.request")
 
@@ -50,8 +51,18 @@ def _query_reader(environ: dict):
 
 
 def _content_length(environ: dict) -> int | None:
-    length = environ.get("CONTENT_LENGTH", "")
+    length = environ.get("CONTENT_LENGTH") or ""
     return int(length) if length.isdigit() else None
+
+
+def _body_stream(environ: dict, length: int | None):
+    """The body to read: the declared length, or a chunked body to its end where the server marks that end."""
+    if length is not None or "chunked" not in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower():
+        # As Django does: never read past the declared length, or a keep-alive socket blocks.
+        return LimitedStream(environ["wsgi.input"], length or 0)
+    if environ.get("wsgi.input_terminated"):
+        return environ["wsgi.input"]  # granian: reads end with the body; read_body counts it against the limit
+    raise IngestError(411, "Content-Length", "a chunked body needs a server that ends its input; send Content-Length")
 
 
 class IngestFastPath:
@@ -76,17 +87,18 @@ class IngestFastPath:
 
     @staticmethod
     def _ingest(match: re.Match, environ: dict) -> tuple[int, dict, dict]:
+        endpoint, source_id = match["sentry"] or "native", match["source_id"]
         length = _content_length(environ)
-        request = IngestRequest(
-            header=_environ_reader(environ),
-            query=_query_reader(environ),
-            # As Django does: never read past the declared length, or a keep-alive socket blocks.
-            stream=LimitedStream(environ["wsgi.input"], length or 0),
-            content_length=length,
-        )
-        source_id = match["source_id"]
         try:
-            response = ingest(match["sentry"] or "native", request, int(source_id) if source_id else None)
+            stream = _body_stream(environ, length)
+        except IngestError as error:
+            response = error_response(endpoint, error)
+            return response.status, response.body, response.headers
+        request = IngestRequest(
+            header=_environ_reader(environ), query=_query_reader(environ), stream=stream, content_length=length
+        )
+        try:
+            response = ingest(endpoint, request, int(source_id) if source_id else None)
         except Exception:
             logger.exception("Internal Server Error: %s", environ.get("PATH_INFO"))
             return 500, {"error": "internal error; the event was not stored", "field": "body"}, {}

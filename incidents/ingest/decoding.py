@@ -27,16 +27,26 @@ def read_body(
     stream, *, content_length: int | None, content_encoding: str | None, max_compressed: int, max_decompressed: int
 ) -> bytes:
     """Read the body in chunks, refusing it once it passes either limit, and return it decompressed."""
-    if content_length is not None and content_length > max_compressed:
-        raise IngestError(413, "body", f"body of {content_length} bytes is over the limit of {max_compressed} bytes")
+    check_declared_length(content_length, max_compressed)
     inflater = _inflater(content_encoding, max_decompressed)
     received = 0
     while chunk := _read_chunk(stream):
         received += len(chunk)
         if received > max_compressed:
-            raise IngestError(413, "body", f"body is over the limit of {max_compressed} bytes")
+            raise body_too_long(max_compressed)
         inflater.feed(chunk)
     return inflater.finish()
+
+
+def check_declared_length(content_length: int | None, limit: int) -> None:
+    """Refuse (413) a body whose Content-Length already says it is over the limit, before reading any of it."""
+    if content_length is not None and content_length > limit:
+        raise IngestError(413, "body", f"body of {content_length} bytes is over the limit of {limit} bytes")
+
+
+def body_too_long(limit: int) -> IngestError:
+    """The 413 for a body that passed the limit while it was read (chunked, or longer than it said)."""
+    return IngestError(413, "body", f"body is over the limit of {limit} bytes")
 
 
 def _read_chunk(stream) -> bytes:

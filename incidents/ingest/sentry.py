@@ -5,12 +5,14 @@ and a payload: exactly `length` bytes when the header says so (then an optional
 newline), otherwise the rest of the line. Only `event` items are kept; every other
 item type (transactions, sessions, attachments, client reports, logs...) is skipped
 and its type recorded, so the caller can answer 200 to an SDK that sends them.
+An event id that is not a UUID is refused (400), as the native API refuses it.
 """
 
 import base64
 import binascii
 import contextlib
 import re
+import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -70,6 +72,7 @@ def parse_envelope(body: bytes, *, max_events: int) -> Envelope:
     headers = decode_json(header_line, "envelope header")
     if not isinstance(headers, dict):
         raise IngestError(400, "envelope header", "must be a JSON object")
+    _check_event_id(headers.get("event_id"), "envelope header.event_id")
     envelope = Envelope(headers=headers)
     number = 0
     while position < len(body):
@@ -131,7 +134,19 @@ def _add_event(envelope: Envelope, payload: bytes, number: int, max_events: int)
         raise IngestError(400, "envelope", f"more than the limit of {max_events} events in one envelope")
     if not event.get("event_id") and envelope.headers.get("event_id"):
         event["event_id"] = envelope.headers["event_id"]
+    _check_event_id(event.get("event_id"), f"{field_name}.event_id")
     envelope.events.append(event)
+
+
+def _check_event_id(value, field_name: str) -> None:
+    """Refuse an event id that is not a UUID, as the native API does, rather than store the event under a new one."""
+    if value is None:
+        return  # absent: the event gets a new id
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            uuid.UUID(value)
+            return
+    raise IngestError(400, field_name, f"must be 32 hex digits or a UUID, not {value!r:.50}")
 
 
 def parse_store(body: bytes, *, max_decompressed: int = DEFAULT_MAX_DECOMPRESSED) -> dict:
@@ -146,6 +161,7 @@ def parse_store(body: bytes, *, max_decompressed: int = DEFAULT_MAX_DECOMPRESSED
     event = decode_json(data, "body")
     if not isinstance(event, dict):
         raise IngestError(400, "body", "an event must be a JSON object")
+    _check_event_id(event.get("event_id"), "event_id")
     return event
 
 

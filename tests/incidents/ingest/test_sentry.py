@@ -164,6 +164,27 @@ class TestEnvelope:
         body = envelope_header(event_id=event_id) + b'{"type": "event"}\n{"message": "m", "event_id": null}\n'
         assert parse_envelope(body, max_events=10).events[0]["event_id"] == event_id
 
+    @pytest.mark.parametrize("bad", ["not-a-uuid", "", "0123456789abcdef", 42, ["a"], True])
+    def test_an_envelope_header_event_id_that_is_not_a_uuid_is_a_400_naming_it(self, bad):
+        error = parse_error(json.dumps({"event_id": bad}).encode() + b'\n{"type": "event"}\n{"message": "m"}\n')
+        assert (error.status, error.field) == (400, "envelope header.event_id")
+        assert "32 hex digits or a UUID" in error.message
+
+    @pytest.mark.parametrize("bad", ["not-a-uuid", 42, {"id": 1}])
+    def test_an_event_payload_id_that_is_not_a_uuid_is_a_400_naming_it(self, bad):
+        payload = json.dumps({"message": "m", "event_id": bad}).encode()
+        error = parse_error(envelope_header() + b'{"type": "event"}\n' + payload + b"\n")
+        assert (error.status, error.field) == (400, "envelope item 1 payload.event_id")
+
+    @pytest.mark.parametrize("form", [lambda u: u.hex, str, lambda u: str(u).upper()])
+    def test_the_hex_and_dashed_forms_the_sdk_sends_are_kept(self, form):
+        event_id = form(uuid.uuid4())
+        body = envelope_header(event_id=event_id) + b'{"type": "event"}\n{"event_id": "%s"}\n' % event_id.encode()
+        assert parse_envelope(body, max_events=10).events[0]["event_id"] == event_id
+
+    def test_an_envelope_without_an_event_id_is_still_read(self):
+        assert parse_envelope(b'{}\n{"type": "event"}\n{"message": "m"}\n', max_events=10).events == [{"message": "m"}]
+
     def test_an_envelope_with_only_a_header_and_blank_lines_is_empty(self):
         envelope = parse_envelope(envelope_header() + b"\n\n\r\n", max_events=10)
         assert (envelope.events, envelope.skipped_item_types) == ([], [])
@@ -226,6 +247,16 @@ class TestStore:
 
     def test_it_ignores_surrounding_whitespace_and_a_byte_order_mark(self):
         assert parse_store(b'\xef\xbb\xbf{"message": "m"}\n') == {"message": "m"}
+
+    @pytest.mark.parametrize("bad", ["not-a-uuid", "", 42])
+    def test_an_event_id_that_is_not_a_uuid_is_a_400_naming_it(self, bad):
+        with pytest.raises(IngestError) as caught:
+            parse_store(json.dumps({"message": "m", "event_id": bad}).encode())
+        assert (caught.value.status, caught.value.field) == (400, "event_id")
+
+    def test_a_dashed_event_id_is_kept(self):
+        event_id = str(uuid.uuid4())
+        assert parse_store(json.dumps({"event_id": event_id}).encode())["event_id"] == event_id
 
     def test_an_old_format_bomb_is_stopped_at_the_limit(self):
         bomb = base64.b64encode(zlib.compress(b" " * (5 * MIB)))

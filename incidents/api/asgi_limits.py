@@ -1,0 +1,163 @@
+"""ASGI middleware that authenticates ingest requests and bounds every request body while it is read.
+
+Django's ASGIHandler reads a whole request body, spooling it to a temporary file, before any
+view runs: under uvicorn an unauthenticated 1.5 GiB upload was stored and only then answered
+401. This middleware runs in front of it. For the URLs that take ingest keys it checks the key
+in the headers or query, and the declared Content-Length, before reading a byte; then, for
+every HTTP request, it reads the body itself, counting what arrives (chunked bodies too), and
+refuses as soon as it passes the limit. A body within the limit is handed to Django whole.
+Refusals close the connection, so the server stops reading the rest of the upload.
+
+The WSGI fast path (incidents.api.fastpath) runs the same checks, in the same order, under granian.
+"""
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import signals
+
+from incidents.api.ingest import IngestRequest, authenticate_headers, error_response
+from incidents.ingest.decoding import body_too_long, check_declared_length
+from incidents.ingest.errors import IngestError
+from resilience import api as resilience_api
+
+logger = logging.getLogger(__name__)
+
+_SENTRY_PATH = re.compile(r"/api/(?P<source_id>[0-9]+)/(?P<endpoint>envelope|store)/")
+# POSTs that take `Authorization: Bearer <ingest key>`: the native events and the endpoints
+# for services that report with their source's key.
+_BEARER_PATHS = (
+    "/api/v1/events/",
+    "/api/v1/heartbeat/",
+    "/api/v1/resilience/transitions/",
+    "/api/v1/resilience/windows/",
+)
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """What a request must pass: an ingest endpoint's key check (None for none), its source, and a body limit."""
+
+    endpoint: str | None
+    source_id: int | None
+    limit: int | None
+
+
+def _guard_for(scope: dict) -> _Guard:
+    path, post = scope["path"], scope["method"] == "POST"
+    if post and (match := _SENTRY_PATH.fullmatch(path)):
+        return _Guard(match["endpoint"], int(match["source_id"]), settings.INGEST_MAX_COMPRESSED_BYTES)
+    if post and path in _BEARER_PATHS:
+        limit = resilience_api.MAX_BODY_BYTES if "/resilience/" in path else settings.INGEST_MAX_COMPRESSED_BYTES
+        return _Guard("native", None, limit)  # the native endpoint's Bearer check and plain JSON errors
+    # Everything else is a form or a JSON API call, which Django refuses over this size anyway.
+    return _Guard(None, None, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+
+def _ingest_request(scope: dict) -> IngestRequest:
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text  # repeats joined, as Django does
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    length = headers.get("content-length", "")
+    return IngestRequest(
+        header=lambda name: headers.get(name.lower()),
+        query=lambda name: query[name][-1] if name in query else None,
+        stream=None,
+        content_length=int(length) if length.isdigit() else None,
+    )
+
+
+def _check_before_reading(guard: _Guard, request: IngestRequest) -> None:
+    """Authenticate from the headers and check the declared length, as the endpoint does, in its order."""
+    signals.request_started.send(sender=BodyLimits)  # database connections are handled as for a request
+    try:
+        authenticate_headers(guard.endpoint, request, guard.source_id)
+    finally:
+        signals.request_finished.send(sender=BodyLimits)
+    check_declared_length(request.content_length, guard.limit)
+
+
+async def _read_within(receive, limit: int) -> dict | None:
+    """Read the whole body as one message, raising 413 once it passes the limit; None if the client left."""
+    chunks, received = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise body_too_long(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+
+async def _refuse(send, endpoint: str | None, error: IngestError) -> None:
+    if endpoint is None:
+        status, body, headers = error.status, error.as_dict(), {}
+    else:
+        response = error_response(endpoint, error)
+        status, body, headers = response.status, response.body, response.headers
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        # The rest of the body is not wanted: the server closes the connection instead of reading it.
+        (b"connection", b"close"),
+        *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BodyLimits:
+    """Refuse unauthenticated ingest requests and over-limit bodies before Django reads them."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.application(scope, receive, send)
+        guard = _guard_for(scope)
+        if guard.limit is None:
+            return await self.application(scope, receive, send)
+        try:
+            if guard.endpoint is not None:
+                await self._check_before_reading(guard, scope)
+            message = await _read_within(receive, guard.limit)
+        except IngestError as error:
+            return await _refuse(send, guard.endpoint, error)
+        if message is None:
+            return None  # the client went away before sending its whole body: nobody to answer
+        return await self.application(scope, _replay(message, receive), send)
+
+    @staticmethod
+    async def _check_before_reading(guard: _Guard, scope: dict) -> None:
+        try:
+            await sync_to_async(_check_before_reading)(guard, _ingest_request(scope))
+        except IngestError:
+            raise
+        except Exception:
+            # The key could not be looked up (the database, say): the endpoint answers that itself,
+            # and the body is still read only up to the limit.
+            logger.warning("checking the ingest key before reading the body failed", exc_info=True)
+
+
+def _replay(message: dict, receive):
+    """A receive that gives the body read so far, then whatever the server sends next (a disconnect)."""
+    pending = [message]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
