@@ -197,6 +197,22 @@ def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) 
     return IngestResponse(200, body, dict(_CORS) if cors else {})
 
 
+def authenticate_headers(endpoint: str, request: IngestRequest, source_id: int | None = None) -> None:
+    """Refuse (IngestError 401/403) a request whose headers and query hold no usable key, before reading its body.
+
+    An envelope without a key there may name one in its own `dsn` header, known only once the body is read.
+    """
+    if endpoint == "native":
+        source_for_bearer_key(request.header("Authorization"))
+    elif (public_key := _sentry_key(request)) or endpoint == "store":
+        _authenticate(public_key, source_id)
+
+
+def error_response(endpoint: str, error: IngestError) -> IngestResponse:
+    """The answer the endpoint gives for the error, with its CORS and rate-limit headers."""
+    return _error_response(error, ENDPOINTS[endpoint][1])
+
+
 def _django_view(endpoint: str) -> Callable:
     def view(request: HttpRequest, source_id: int | None = None) -> JsonResponse:
         length = request.headers.get("Content-Length")
