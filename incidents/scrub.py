@@ -1,49 +1,71 @@
 """Remove secrets and card numbers from a canonical event before anything is stored.
 
-Two kinds of rules:
+Every field is scrubbed except the ids, times, level, status and the console's own
+fingerprint; user keeps id, email, username and ip_address verbatim (the console counts
+users by them). Unknown fields, breadcrumbs included, are scrubbed like extra.
 
 * By key. A value is replaced with "[Filtered]" when its key, lower-cased and stripped of
-  "-" and "_", contains password, passwd, pwd, passphrase, secret, token, apikey,
-  accesskey, privatekey, authorization, cookie, session, sessid, csrf, xsrf, credential,
-  creditcard, cardnumber or cvv; or when one of its words (split at separators and
-  camelCase) is auth, ssn or cvc; or when it is one of the extra keys (SCRUB_EXTRA_KEYS,
-  compared whole, after the same normalisation). This applies at any depth in tags,
-  user (except id, email, username and ip_address, which the console counts users by),
-  request (headers, data, env, query strings as text or pairs), contexts, extra,
-  exception mechanisms and frame vars; [name, value] pairs in lists count as keys too.
-  Substrings are matched so that github_token, refreshToken or X-Upstream-Token are
-  caught; the price is that tokenizer_name or max_tokens are filtered as well. Words
-  are matched for auth and ssn because they hide inside ordinary words: author,
-  oauth_state, classname and business_name stay. Empty values (null, "") stay.
-* Inside every string (message, transaction, exception values, source lines, paths, and
-  values everywhere except the kept user identifiers): `Bearer <token>` becomes
-  `Bearer [Filtered]` (a token is 8+ characters with a digit or symbol, or 16+ letters,
-  so "bearer of bad news" stays); the password of a URL (scheme://user:password@host)
-  becomes [Filtered]; `key=value`, `key = "value"`, `"key": "value"` and `'key': 'value'`
-  pairs with a sensitive key have their value filtered (query strings, form bodies, log
-  lines, source lines, JSON and Python reprs); and card numbers become [Filtered]: 13 to
-  19 digits, possibly separated by single spaces or dashes, starting with 2-6 like every
-  major card scheme, and passing the Luhn check. Order ids that fail Luhn, epoch
-  milliseconds (they start with 1) and digits inside longer numbers stay.
+  "-", "_", "." and spaces (and percent-decoded), contains password, passwd, pwd,
+  passphrase, secret, token, apikey, accesskey, privatekey, authorization,
+  authentication, cookie, session, sessid, csrf, xsrf, credential, creditcard,
+  cardnumber, cvv, signature or jwt; or when one of its words (split at separators,
+  digits and camelCase) is auth, ssn, cvc, pass, pw, pin, private, otp, totp, hotp or
+  sig; or when it is one of the extra keys (SCRUB_EXTRA_KEYS, compared whole, after the
+  same normalisation). This applies at any depth, in dicts, in [name, value] pairs and
+  to the item after a command-line flag with such a name (["--password", x]; "-p" too,
+  as mysql spells it). Substrings are matched so that github_token, refreshToken or
+  X-Hub-Signature-256 are caught; the price is that tokenizer_name or max_tokens are
+  filtered as well. Words are matched for the short names because they hide inside
+  ordinary words: author, oauth_state, shipping, design, passenger and classname stay.
+  In query strings and URLs the OAuth `code` parameter is filtered too. Empty values
+  (null, "") stay.
+* Keys are scrubbed by content as well: a key that is itself a bearer token, a JWT or a
+  card number becomes "[Filtered]" (numbered when two keys would collide).
+* Inside every string: an `Authorization:` (or `X-Authentication:`) header line is
+  filtered to its end; `Bearer <token>`, `Token <token>` (8+ characters with a digit, or
+  24+) and `Basic <base64 of user:password>` keep only the scheme ("bearer of bad news",
+  "unexpected token in JSON" and "basic auth" stay); JWTs (eyJ….eyJ….…) become
+  [Filtered]; the password of a URL (scheme://user:password@host) becomes [Filtered];
+  `key=value`, `key = value`, `key: value`, `key = "value"`, `"key": "value"`,
+  `"key": 123`, `--flag=value` and `--flag value` with a sensitive key or flag have their
+  value filtered (query strings, form bodies, log lines, YAML, source lines, JSON and
+  Python reprs, escaped JSON inside JSON); and card numbers become [Filtered]: 13 to 19
+  digits, possibly separated by single spaces or dashes, starting with 2-6 like every
+  major card scheme, and passing the Luhn check (integers too). Order ids that fail
+  Luhn, epoch milliseconds (they start with 1) and digits inside longer numbers stay.
+  A string that is JSON (also JSON encoded again as a JSON string) is parsed and
+  scrubbed by key, and written back only when something was filtered. A string with
+  percent-escapes is also checked decoded (pass%77ord=, password%3D…); when that finds a
+  secret, the decoded, scrubbed form is kept.
 
 Request cookies are filtered whole.
 """
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 FILTERED = "[Filtered]"
 USER_KEYS_KEPT = frozenset({"id", "email", "username", "ip_address"})
+# Ids, times and numbers the console computed or parsed itself: nothing a client wrote as text.
+_NOT_SCRUBBED = frozenset(
+    {"event_id", "timestamp", "received_at", "level", "http_status", "fingerprint", "error_type", "severity"}
+)
 
 _SENSITIVE_PART = re.compile(
-    "password|passwd|pwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization"
-    "|cookie|session|sessid|csrf|xsrf|credential|creditcard|cardnumber|cvv"
+    "password|passwd|pwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|authentication"
+    "|cookie|session|sessid|csrf|xsrf|credential|creditcard|cardnumber|cvv|signature|jwt"
 )
-_SENSITIVE_WORDS = frozenset({"auth", "ssn", "cvc"})
+_SENSITIVE_WORDS = frozenset({"auth", "ssn", "cvc", "pass", "pw", "pin", "private", "otp", "totp", "hotp", "sig"})
+# Names that are secrets only as URL query parameters: an error "code" elsewhere is not one.
+_QUERY_KEYS = frozenset({"code"})
 # Stems covering every part and word above, for a quick test of whether a string may hold a key.
 _KEY_MARKERS = (
     "pass",
-    "pwd",
+    "pw",
     "secret",
     "token",
     "key",
@@ -57,26 +79,56 @@ _KEY_MARKERS = (
     "cvv",
     "cvc",
     "ssn",
+    "pin",
+    "private",
+    "otp",
+    "sig",
+    "jwt",
+    "code",
 )
-_CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
-_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[a-z]+|[0-9]+")
 
 # Possessive quantifiers (*+, ++) never give back what they matched: no backtracking, linear time.
-_BEARER = re.compile(r"(?i)\b(bearer)(\s++)([A-Za-z0-9\-._~+/]++=*+)")
 # Lookbehinds start matches only where a run begins: "a.a.a…" must not be rescanned from every letter.
+# An Authorization line is a credential to its end (Digest has quoted, comma-separated parts);
+# only a known scheme name is kept.
+_AUTH_HEADER = re.compile(
+    r"(?i)(?<![\w\-])(?P<name>(?:proxy-)?authorization|x-authentication|authentication)(?P<sep>\s*+:[ \t]*+)"
+    r"(?P<scheme>(?:(?:basic|bearer|digest|token|negotiate|ntlm|oauth|hawk|dpop|apikey|ssws|aws4-hmac-sha256)"
+    r"[ \t]++)?+)[^\r\n]++"
+)
+_HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "x-authentication", "authentication"})
+_SCHEME = re.compile(r"(?i)\b(bearer|token|basic)(\s++)([A-Za-z0-9\-._~+/]++=*+)")
+_JWT = re.compile(r"(?<![\w\-])eyJ[\w\-]++\.[\w\-]++\.[\w\-]*+")
 _URL_PASSWORD = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s:/@]*+):[^\s@/]++@")
 # Whole runs of digits with single separators; _filter_card decides which part, if any, is a card.
 _CARD = re.compile(r"\d(?:[ -]?\d){12,}+")
 _CARD_GROUP = re.compile(r"\d+")
-# key=value (query strings, form bodies, log lines) or key = "value" (source lines, reprs).
+# key=value (query strings, form bodies), key = "value" (source lines, reprs), key: value (logs, YAML).
+# A bare value stops at "=" so that a rescan from each value ("a=a=a…") stays linear; a filtered
+# one is extended to the end of its token (_TOKEN_REST), base64 padding included.
 _PAIR = re.compile(
-    r"""(?<![\w.\-\[\]])([A-Za-z_][\w.\-\[\]]{0,127}+)"""
-    r"""(?:=([^&\s;,'"]++)|(\s*+=\s*+)(["'])((?:(?!\4)[^\\\n]|\\.)*+)(?:\4|$))"""
+    r"""(?<![\w.\-\[\]])(?P<key>[A-Za-z_][\w.\-\[\]]{0,127}+)"""
+    r"""(?:=(?![=\s])(?P<bare>[^&\s;,'"=]++)"""
+    r"""|(?P<sep>[ \t]*+[=:][ \t]*+)(?:(?P<quote>["'])(?P<quoted>(?:(?!(?P=quote))[^\\\n]|\\.)*+)(?:(?P=quote)|$)"""
+    r"""|(?<=[ \t])(?P<word>[^\s&;,'"=:)\]}][^\s&;,'")\]}]*+)))"""
 )
-_QUOTED_PAIR = re.compile(r"""(["'])([^"'\n]{1,128}+)\1(\s*+:\s*+)(["'])((?:(?!\4)[^\\\n]|\\.)*+)\4""")
+_TOKEN_REST = re.compile(r"""[^&\s;,'"]*+""")
+# "key": "value" in JSON or reprs, also escaped once more (\"key\": \"value\") inside a JSON string.
+_QUOTED_PAIR = re.compile(
+    r"""(?P<esc>\\{0,7}+)(?P<kq>["'])(?P<key>[^"'\\\n]{1,128}+)(?P=esc)(?P=kq)(?P<sep>\s*+:\s*+)"""
+    r"""(?:(?P=esc)(?P<vq>["'])(?P<value>(?:(?!(?P=esc)(?P=vq))(?:[^\\\n]|\\.))*+)(?P=esc)(?P=vq)"""
+    r"""|(?P<bare>[^\s,{}\[\]'"\\]++))"""
+)
+_FLAG = re.compile(
+    r"""(?<![\w\-])(?P<flag>--?+[A-Za-z][\w\-.]{0,63}+)(?:=(?P<eq>[^\s'"]++)|[ \t]++(?P<next>[^\s'"\-][^\s'"]*+))"""
+)
+_NOT_A_SECRET = frozenset({"null", "None", "true", "false", "True", "False"})
 _SEPARATORS = str.maketrans("", "", " -")
 _DIGITS = b"0123456789"
 _MAX_RUN_DIGITS = 64  # longer digit runs are data (hashes, blobs), not a card among other numbers
+_MAX_DECODINGS = 3  # percent-decoding rounds: "%2570" is "%70" is "p"
 
 _MAX_CACHED_KEYS = 10_000
 _MAX_MEMO = 10_000
@@ -90,27 +142,39 @@ class Scrubber:
         self.extra = frozenset(_normal(key) for key in extra_keys if isinstance(key, str))
         # Every sensitive key, normalised, contains one of these: a string without any names no secret.
         self.markers = _KEY_MARKERS + tuple(key for key in self.extra if key)
-        self._cache: dict[str, bool] = {}
+        self._cache: dict[object, tuple[bool, object]] = {}  # key -> (sensitive, the key as stored)
         self.memo: dict[str, str] = {}  # scrubbed forms of short strings, bounded like the key cache
 
     def is_sensitive(self, key) -> bool:
         """Tell whether values under this key are secrets."""
+        return self._key(key)[0]
+
+    def _key(self, key) -> tuple[bool, object]:
         try:
             return self._cache[key]
         except (KeyError, TypeError):
             pass
         text = key if isinstance(key, str) else str(key)
         sensitive = _sensitive(text) or _normal(text) in self.extra
+        # A key can itself be a secret: a token or card number used as a dict key.
+        if isinstance(key, str):
+            shown = scrub_string(key, self)
+        else:
+            shown = FILTERED if isinstance(key, int) and not isinstance(key, bool) and _number_is_card(key) else key
         if len(self._cache) >= _MAX_CACHED_KEYS:
             self._cache.clear()  # bounded: keys made up by clients must not grow memory
         if isinstance(key, str):
-            self._cache[key] = sensitive
-        return sensitive
+            self._cache[key] = (sensitive, shown)
+        return sensitive, shown
 
     def may_name_a_secret(self, text: str) -> bool:
         """Tell whether a string mentions anything a sensitive key could be called."""
         normal = _normal(text)
         return any(marker in normal for marker in self.markers)
+
+    def is_secret_flag(self, item) -> bool:
+        """Tell whether a command-line argument is a flag whose next argument is a secret."""
+        return isinstance(item, str) and item.startswith("-") and (item == "-p" or self.is_sensitive(item))
 
     def value(self, value):
         """Return the value with secrets filtered, by key in structures and by content in strings."""
@@ -119,52 +183,120 @@ class Scrubber:
         if isinstance(value, dict):
             return self.mapping(value)
         if isinstance(value, list | tuple):
-            return [self.pair(item) if _is_pair(item) else self.value(item) for item in value]
+            return self.sequence(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and _number_is_card(value):
+            return FILTERED
         return value
 
-    def mapping(self, value: dict) -> dict:
-        return {key: self.filtered(item) if self.is_sensitive(key) else self.value(item) for key, item in value.items()}
+    def mapping(self, value: dict, kept: frozenset = frozenset()) -> dict:
+        scrubbed = {}
+        for key, item in value.items():
+            if key in kept:
+                scrubbed[key] = item
+                continue
+            sensitive, shown = self._key(key)
+            if shown in scrubbed:
+                shown = _unused_key(shown, scrubbed)
+            scrubbed[shown] = self.filtered(item) if sensitive else self.value(item)
+        return scrubbed
 
-    def pair(self, item: list) -> list:
+    def sequence(self, items: list | tuple) -> list:
+        scrubbed = []
+        hide_next = False  # argv: ["mysql", "--password", "x"] hides "x"
+        for item in items:
+            if hide_next and not (isinstance(item, str) and item.startswith("-")):
+                scrubbed.append(self.filtered(item))
+                hide_next = False
+                continue
+            hide_next = self.is_secret_flag(item)
+            scrubbed.append(self.pair(item) if _is_pair(item) else self.value(item))
+        return scrubbed
+
+    def pair(self, item: list | tuple, *, query: bool = False) -> list:
         key, value = item
-        return [key, self.filtered(value) if self.is_sensitive(key) else self.value(value)]
+        sensitive, shown = self._key(key)
+        if sensitive or self.is_secret_flag(key) or (query and key.lower() in _QUERY_KEYS):
+            return [shown, self.filtered(value)]
+        return [shown, self.value(value)]
 
     @staticmethod
     def filtered(value):
         return value if value is None or value == "" else FILTERED
 
     def user(self, user: dict) -> dict:
-        return {key: item if key in USER_KEYS_KEPT else self.entry(key, item) for key, item in user.items()}
-
-    def entry(self, key, item):
-        return self.filtered(item) if self.is_sensitive(key) else self.value(item)
+        return self.mapping(user, USER_KEYS_KEPT)
 
     def request(self, request: dict) -> dict:
         scrubbed = {}
         for key, item in request.items():
             if key == "cookies" or self.is_sensitive(key):
                 scrubbed[key] = self.filtered(item)  # cookies are filtered whole: any of them may be a session
+            elif key == "query_string" or (key == "data" and _looks_like_a_form(item)):
+                scrubbed[key] = self.query(item)
             else:
-                scrubbed[key] = self.value(item)
+                scrubbed[self._key(key)[1]] = self.value(item)
         return scrubbed
+
+    def query(self, query):
+        """Scrub a query string or form body, as text, pairs or a dict, OAuth `code` included."""
+        if isinstance(query, str):
+            return scrub_string("?" + query, self)[1:]  # its first name follows "?" as in a URL
+        if isinstance(query, dict):
+            return {
+                key: self.filtered(item) if isinstance(key, str) and key.lower() in _QUERY_KEYS else item
+                for key, item in self.mapping(query).items()
+            }
+        if isinstance(query, list):
+            return [self.pair(item, query=True) if _is_pair(item) else self.value(item) for item in query]
+        return self.value(query)
 
 
 def _normal(key: str) -> str:
-    return key.lower().replace("-", "").replace("_", "")
+    return key.lower().replace("-", "").replace("_", "").replace(".", "").replace(" ", "")
 
 
 def _sensitive(key: str) -> bool:
+    if "%" in key:
+        decoded = unquote(key)
+        if decoded != key and _sensitive(decoded):
+            return True
     normal = _normal(key)
     if _SENSITIVE_PART.search(normal):
         return True
     if not any(word in normal for word in _SENSITIVE_WORDS):
         return False  # the common case, without splitting the key into words
-    words = _WORD.findall(_CAMEL_BOUNDARY.sub(r"\1 \2", key).lower())
+    words = _WORD.findall(_CAMEL_BOUNDARY.sub(" ", key).lower())
     return not _SENSITIVE_WORDS.isdisjoint(words)
+
+
+def key_is_sensitive(key: str) -> bool:
+    """Tell whether values under this key are secrets by the built-in rules (for keys judged before they are cut)."""
+    return _DEFAULT.is_sensitive(key)
 
 
 def _is_pair(item) -> bool:
     return isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str)
+
+
+def _unused_key(key, taken: dict) -> str:
+    number = 2
+    while f"{key} ({number})" in taken:
+        number += 1
+    return f"{key} ({number})"
+
+
+def _looks_like_a_form(value) -> bool:
+    return isinstance(value, str) and "=" in value and value[:1] not in '{["' and " " not in value
+
+
+def _number_is_card(number: int | float) -> bool:
+    if not 10**12 <= number < 10**19:
+        return False
+    if isinstance(number, float):
+        if not number.is_integer():
+            return False
+        number = int(number)
+    return _is_card(str(number))
 
 
 _DEFAULT = Scrubber()
@@ -185,9 +317,9 @@ def scrubber_for(extra_keys: Iterable[str] = ()) -> Scrubber:
 
 
 def scrub_string(value: str, scrubber: Scrubber = _DEFAULT) -> str:
-    """Filter bearer tokens, URL passwords, sensitive key=value pairs and Luhn-valid card numbers in a string."""
-    if len(value) < 5:
-        return value  # too short for any rule: "pwd=x" is the shortest
+    """Filter credentials, sensitive pairs and Luhn-valid card numbers in a string."""
+    if len(value) < 4:
+        return value  # too short for any rule: "pw=x" is the shortest
     if len(value) > _MAX_MEMO_LENGTH:
         return _scrub_text(value, scrubber)
     # Source lines, paths and values repeat from one event to the next: remember what they became.
@@ -202,18 +334,61 @@ def scrub_string(value: str, scrubber: Scrubber = _DEFAULT) -> str:
 
 
 def _scrub_text(value: str, scrubber: Scrubber) -> str:
-    may_pair = "=" in value and _may_hold_pair(value)
-    may_quoted_pair = '":' in value or "':" in value
+    if value[0] in '{["' or (value[0].isspace() and value.lstrip()[:1] in ("{", "[", '"')):
+        scrubbed = _scrub_json(value, scrubber)
+        if scrubbed is not None:
+            return scrubbed
+    if "%" in value:
+        # pass%77ord=x or a URL inside a URL (…%3Fpassword%3Dx): judge the decoded text.
+        decoded = _percent_decoded(value)
+        if decoded != value:
+            scrubbed = _scrub_plain(decoded, scrubber)
+            if scrubbed != decoded:
+                return scrubbed
+    return _scrub_plain(value, scrubber)
+
+
+def _scrub_json(value: str, scrubber: Scrubber) -> str | None:
+    """Return a JSON text scrubbed by key, the same text when it held nothing, or None when it is not JSON."""
+    try:
+        parsed = json.loads(value)
+        scrubbed = scrubber.value(parsed)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
+        return None
+    if scrubbed == parsed:
+        return value
+    compact = ": " not in value and ", " not in value
+    return json.dumps(scrubbed, ensure_ascii=False, separators=(",", ":") if compact else None)
+
+
+def _percent_decoded(value: str) -> str:
+    decoded = value
+    for _ in range(_MAX_DECODINGS):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    return decoded.replace("\x00", "")  # %00 must not bring back what storage refuses
+
+
+def _scrub_plain(value: str, scrubber: Scrubber) -> str:
+    has_colon = ":" in value
     # The pair regexes cost microseconds on source lines; most lines name no secret at all.
-    if (may_pair or may_quoted_pair) and scrubber.may_name_a_secret(value):
-        if may_pair:
-            value = _PAIR.sub(lambda match: _filter_pair(match, scrubber), value)
-        if may_quoted_pair:
-            value = _QUOTED_PAIR.sub(lambda match: _filter_quoted_pair(match, scrubber), value)
+    names = (has_colon or "=" in value or "-" in value) and scrubber.may_name_a_secret(value)
+    if names and has_colon:
+        value = _AUTH_HEADER.sub(rf"\g<name>\g<sep>\g<scheme>{FILTERED}", value)
+    if "earer" in value or "oken" in value or "asic" in value or "EARER" in value or "OKEN" in value or "ASIC" in value:
+        value = _SCHEME.sub(_filter_scheme, value)
+    if "eyJ" in value:
+        value = _JWT.sub(FILTERED, value)
+    if "-" in value and (names or "-p" in value):
+        value = _FLAG.sub(lambda match: _filter_flag(match, scrubber), value)
+    if names:
+        value = _sub_pairs(_PAIR, value, lambda match: _filter_pair(match, scrubber))
+        if '":' in value or "':" in value:
+            value = _sub_pairs(_QUOTED_PAIR, value, lambda match: _filter_quoted_pair(match, scrubber))
     if "://" in value and "@" in value:
         value = _URL_PASSWORD.sub(rf"\1:{FILTERED}@", value)
-    if "earer" in value or "EARER" in value:
-        value = _BEARER.sub(_filter_bearer, value)
     if len(value) >= 13:
         # Counting digits in C is several times cheaper than a regex scan, and most strings have few.
         data = value.encode("utf-8", "surrogatepass")
@@ -222,31 +397,77 @@ def _scrub_text(value: str, scrubber: Scrubber) -> str:
     return value
 
 
-def _may_hold_pair(value: str) -> bool:
-    # Cheap C-level checks first: "x = y" in source code has neither key=value nor a quoted value.
-    return value.count("=") > value.count(" =") or '= "' in value or "= '" in value or '="' in value or "='" in value
+def _sub_pairs(pattern: re.Pattern, text: str, replace) -> str:
+    """Replace pairs like pattern.sub, but scan a kept pair's value again: "next=/reset?token=abc" hides a pair."""
+    parts = []
+    done = position = 0
+    while (match := pattern.search(text, position)) is not None:
+        replaced = replace(match)
+        if replaced is None:
+            position = match.end("key") + 1  # past the key: the search goes on inside the value
+            continue
+        replacement, end = replaced
+        parts += (text[done : match.start()], replacement)
+        done = position = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
-def _filter_pair(match: re.Match, scrubber: Scrubber) -> str:
-    key, _value, assignment, quote, _quoted = match.groups()
-    if not scrubber.is_sensitive(key):
+def _filter_pair(match: re.Match, scrubber: Scrubber) -> tuple[str, int] | None:
+    """Return the filtered pair and where it ends, or None to keep it."""
+    key = match["key"]
+    in_query = match.start() > 0 and match.string[match.start() - 1] in "?&#" and key.lower() in _QUERY_KEYS
+    if not (in_query or scrubber.is_sensitive(key)):
+        return None
+    if match["bare"] is not None:
+        return f"{key}={FILTERED}", _TOKEN_REST.match(match.string, match.end()).end()
+    if match["quote"] is not None:
+        return f"{key}{match['sep']}{match['quote']}{FILTERED}{match['quote']}", match.end()
+    if match["word"].startswith(FILTERED[:-1]) or key.lower() in _HEADER_NAMES:
+        return None  # already filtered, by the header rule among others
+    return f"{key}{match['sep']}{FILTERED}", match.end()
+
+
+def _filter_quoted_pair(match: re.Match, scrubber: Scrubber) -> tuple[str, int] | None:
+    if not scrubber.is_sensitive(match["key"]) or match["bare"] in _NOT_A_SECRET:
+        return None
+    escape, key_quote = match["esc"], match["kq"]
+    key = f"{escape}{key_quote}{match['key']}{escape}{key_quote}{match['sep']}"
+    if match["vq"] is not None:
+        return f"{key}{escape}{match['vq']}{FILTERED}{escape}{match['vq']}", match.end()
+    return f"{key}{FILTERED}", match.end()
+
+
+def _filter_flag(match: re.Match, scrubber: Scrubber) -> str:
+    flag = match["flag"]
+    if not (flag == "-p" or scrubber.is_sensitive(flag)):
         return match.group(0)
-    if assignment is None:
-        return f"{key}={FILTERED}"
-    return f"{key}{assignment}{quote}{FILTERED}{quote}"
+    if match["eq"] is not None:
+        return f"{flag}={FILTERED}"
+    return f"{match.group(0)[: match.start('next') - match.start()]}{FILTERED}"
 
 
-def _filter_quoted_pair(match: re.Match, scrubber: Scrubber) -> str:
-    quote, key, colon, value_quote, _value = match.groups()
-    if scrubber.is_sensitive(key):
-        return f"{quote}{key}{quote}{colon}{value_quote}{FILTERED}{value_quote}"
+def _filter_scheme(match: re.Match) -> str:
+    scheme, space, credentials = match.groups()
+    if _is_credential(scheme.lower(), credentials):
+        return f"{scheme}{space}{FILTERED}"
     return match.group(0)
 
 
-def _filter_bearer(match: re.Match) -> str:
-    token = match.group(3).rstrip("=")
-    looks_like_token = len(token) >= 16 or (len(token) >= 8 and not token.isalpha())
-    return f"{match.group(1)}{match.group(2)}{FILTERED}" if looks_like_token else match.group(0)
+def _is_credential(scheme: str, credentials: str) -> bool:
+    if scheme == "basic":
+        # Basic credentials are base64 of "user:password"; "basic authentication" is not base64 at all.
+        try:
+            return b":" in base64.b64decode(credentials + "=" * (-len(credentials) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    token = credentials.rstrip("=")
+    if scheme == "token":
+        # "unexpected token in JSON": a token has a digit, or is too long to be a word.
+        return len(token) >= 24 or (len(token) >= 8 and any(char.isdigit() for char in token))
+    return len(token) >= 16 or (len(token) >= 8 and not token.isalpha())
 
 
 def _filter_card(match: re.Match) -> str:
@@ -289,44 +510,42 @@ def _luhn_valid(digits: str) -> bool:
 def scrub_event(event: dict, *, extra_keys: Iterable[str] = ()) -> dict:
     """Scrub a canonical event in place and return it."""
     scrubber = scrubber_for(extra_keys)
-    for name in ("message", "transaction"):
-        if isinstance(event.get(name), str):
-            event[name] = scrub_string(event[name], scrubber)
-    for name in ("tags", "contexts", "extra"):
-        if isinstance(event.get(name), dict):
-            event[name] = scrubber.mapping(event[name])
-    if isinstance(event.get("user"), dict):
-        event["user"] = scrubber.user(event["user"])
-    if isinstance(event.get("request"), dict):
-        event["request"] = scrubber.request(event["request"])
-    if isinstance(event.get("client_fingerprint"), list):
-        event["client_fingerprint"] = scrubber.value(event["client_fingerprint"])
-    for exception in event.get("exception") or ():
-        _scrub_exception(exception, scrubber)
+    for name, value in list(event.items()):
+        if name in _NOT_SCRUBBED:
+            continue
+        if name == "user" and isinstance(value, dict):
+            event[name] = scrubber.user(value)
+        elif name == "request" and isinstance(value, dict):
+            event[name] = scrubber.request(value)
+        elif name == "exception" and isinstance(value, list):
+            for exception in value:
+                if isinstance(exception, dict):
+                    _scrub_exception(exception, scrubber)
+        else:
+            event[name] = scrubber.value(value)  # message, logger, release, sdk, breadcrumbs…
     return event
 
 
 def _scrub_exception(exception: dict, scrubber: Scrubber) -> None:
-    if isinstance(exception.get("value"), str):
-        exception["value"] = scrub_string(exception["value"], scrubber)
-    if isinstance(exception.get("mechanism"), dict):
-        exception["mechanism"] = scrubber.mapping(exception["mechanism"])
-    for frame in (exception.get("stacktrace") or {}).get("frames") or ():
-        _scrub_frame(frame, scrubber)
+    for key, item in list(exception.items()):
+        if key == "stacktrace" and isinstance(item, dict):
+            for frame in item.get("frames") or ():
+                if isinstance(frame, dict):
+                    _scrub_frame(frame, scrubber)
+        else:
+            exception[key] = scrubber.value(item)  # type, value, module, bases, mechanism
 
 
 def _scrub_frame(frame: dict, scrubber: Scrubber) -> None:
     # Source lines can hold hard-coded secrets; vars are checked by key and content.
-    for key in ("context_line", "abs_path", "filename"):
-        if isinstance(frame.get(key), str):
-            frame[key] = scrub_string(frame[key], scrubber)
     memo = scrubber.memo
-    for key in ("pre_context", "post_context"):
-        if isinstance(frame.get(key), list):
+    for key, item in list(frame.items()):
+        if type(item) is str:
+            frame[key] = memo.get(item) or scrub_string(item, scrubber)
+        elif key in ("pre_context", "post_context") and isinstance(item, list):
             # A memo hit skips a call: these lines are most of an event's strings.
             frame[key] = [
-                (memo.get(line) or scrub_string(line, scrubber)) if isinstance(line, str) else line
-                for line in frame[key]
+                (memo.get(line) or scrub_string(line, scrubber)) if isinstance(line, str) else line for line in item
             ]
-    if isinstance(frame.get("vars"), dict):
-        frame["vars"] = scrubber.mapping(frame["vars"])
+        elif isinstance(item, dict | list):
+            frame[key] = scrubber.value(item)

@@ -7,7 +7,10 @@ with a visible "…[truncated N chars]" marker. Free-form structures (tags, user
 contexts, extra, mechanism, frame vars) keep 8 levels of nesting, counting the field's
 own object as level 1, and at most 200 keys or items per level; stack traces keep
 their first and last 50 frames. Secrets are scrubbed last, so nothing leaves this
-module unscrubbed.
+module unscrubbed: a string is scrubbed before it is cut (a card or token cut in half is no
+longer recognisable), a value under a key longer than 128 characters is judged by the
+whole key, and the short columns are cut again after scrubbing ("[Filtered]" can be
+longer than what it replaced).
 """
 
 import math
@@ -18,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from incidents.ingest.errors import IngestError
 from incidents.ingest.native import canonical_level, parse_timestamp, validate_native_event
-from incidents.scrub import scrub_event
+from incidents.scrub import FILTERED, key_is_sensitive, scrub_event, scrub_string
 
 MAX_MESSAGE = 8192
 MAX_STRING = 2048
@@ -31,6 +34,19 @@ MAX_TAG_VALUE = 200  # Sentry's own limit for tag values
 MAX_NAME = 256  # exception types and modules
 DEPTH_LIMIT = "[depth limit]"
 TRIMMED_KEY = "[trimmed]"
+# Column sizes of ErrorEvent's short text fields (and the message's bound).
+COLUMNS = {
+    "message": MAX_MESSAGE,
+    "logger": 200,
+    "component": 200,
+    "platform": 32,
+    "server_name": 200,
+    "release": 200,
+    "environment": 64,
+    "transaction": 200,
+}
+# A secret straddling a cut is scrubbed whole when it is shorter than this.
+_SCRUB_MARGIN = 512
 
 _INT64 = 2**63
 _PAST = timedelta(days=30)
@@ -51,7 +67,7 @@ def normalize_sentry_event(
     if not isinstance(raw, dict):
         raise IngestError(400, field_prefix.rstrip(".") or "event", "an event must be a JSON object")
     event = _canonical(raw, received_at, user=raw.get("user"), extra=raw.get("extra"))
-    return scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys))
+    return _fit_columns(scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys)))
 
 
 def normalize_native_event(
@@ -60,7 +76,7 @@ def normalize_native_event(
     """Check a native event against its schema, then return its canonical, scrubbed form."""
     validate_native_event(raw, field_prefix)
     event = _canonical(raw, received_at, user=raw.get("user"), extra=raw.get("context"))
-    return scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys))
+    return _fit_columns(scrub_event(event, extra_keys=_scrub_keys(scrub_extra_keys)))
 
 
 def _scrub_keys(given: Iterable[str] | None) -> Iterable[str]:
@@ -71,6 +87,13 @@ def _scrub_keys(given: Iterable[str] | None) -> Iterable[str]:
     return getattr(settings, "SCRUB_EXTRA_KEYS", ())
 
 
+def _fit_columns(event: dict) -> dict:
+    for name, limit in COLUMNS.items():
+        if len(event[name]) > limit:
+            event[name] = _truncate(event[name], limit)
+    return event
+
+
 def _canonical(raw: dict, received_at: datetime, *, user, extra) -> dict:
     event = {
         "event_id": _event_id(raw.get("event_id")),
@@ -79,13 +102,13 @@ def _canonical(raw: dict, received_at: datetime, *, user, extra) -> dict:
         "message": _message(raw),
         "exception": _exceptions(raw.get("exception")),
         "http_status": None,
-        "logger": _text(raw.get("logger"), 200),
+        "logger": _text(raw.get("logger"), COLUMNS["logger"]),
         "component": "",
-        "platform": _text(raw.get("platform"), 32),
-        "server_name": _text(raw.get("server_name"), 200),
-        "release": _text(raw.get("release"), 200),
-        "environment": _text(raw.get("environment"), 64),
-        "transaction": _text(raw.get("transaction") or raw.get("culprit"), 200),
+        "platform": _text(raw.get("platform"), COLUMNS["platform"]),
+        "server_name": _text(raw.get("server_name"), COLUMNS["server_name"]),
+        "release": _text(raw.get("release"), COLUMNS["release"]),
+        "environment": _text(raw.get("environment"), COLUMNS["environment"]),
+        "transaction": _text(raw.get("transaction") or raw.get("culprit"), COLUMNS["transaction"]),
         "tags": _tags(raw.get("tags")),
         "user": _user(user),
         "request": _object(raw.get("request")),
@@ -126,7 +149,8 @@ def _storable(value: str) -> str:
 def _truncate(value: str, limit: int) -> str:
     # Size the marker for the longest count it could show, so the result never exceeds the limit.
     keep = max(limit - len(f"…[truncated {len(value)} chars]"), 0)
-    return f"{value[:keep]}…[truncated {len(value) - keep} chars]"
+    head = scrub_string(value[: keep + _SCRUB_MARGIN])  # before the cut; the event's own scrub runs again later
+    return f"{head[:keep]}…[truncated {len(value) - keep} chars]"
 
 
 def clean_value(value, depth: int = 1):
@@ -180,14 +204,27 @@ def _clean_key(key) -> str:
 def _clean_dict(value: dict, depth: int) -> dict:
     depth += 1
     if len(value) <= MAX_ITEMS:
-        return {_clean_key(key): clean_value(item, depth) for key, item in value.items()}
+        return {
+            _clean_key(key): clean_value(item, depth)
+            if type(key) is str and len(key) <= MAX_KEY
+            else _value_under_long_key(key, item, depth)
+            for key, item in value.items()
+        }
     cleaned = {}
     for key, item in value.items():
         if len(cleaned) == MAX_ITEMS - 1:
             break
-        cleaned[_clean_key(key)] = clean_value(item, depth)
+        cleaned[_clean_key(key)] = _value_under_long_key(key, item, depth)
     cleaned[TRIMMED_KEY] = f"{len(value) - len(cleaned)} more keys trimmed"
     return cleaned
+
+
+def _value_under_long_key(key, item, depth: int):
+    """Filter a value by its whole key, before the key is cut and the scrubber sees only its start."""
+    text = key if isinstance(key, str) else _printable(key)
+    if len(text) > MAX_KEY and item is not None and item != "" and key_is_sensitive(text):
+        return FILTERED
+    return clean_value(item, depth)
 
 
 def _clean_list(value: list, depth: int) -> list:
@@ -353,7 +390,9 @@ def _tags(value) -> dict[str, str]:
             continue
         name = _text(key, MAX_KEY)
         if name:
-            tags[name] = _text(tag_value, MAX_TAG_VALUE)
+            text = key if isinstance(key, str) else str(key)
+            long_and_sensitive = len(text) > MAX_KEY and tag_value != "" and key_is_sensitive(text)
+            tags[name] = FILTERED if long_and_sensitive else _text(tag_value, MAX_TAG_VALUE)
             if len(tags) >= MAX_ITEMS:
                 break
     return tags

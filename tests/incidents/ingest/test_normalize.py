@@ -631,6 +631,37 @@ class TestScrubKeys:
 
     def test_extra_keys_can_be_passed_directly(self, settings):
         settings.SCRUB_EXTRA_KEYS = []
-        event = native({"message": "m", "context": {"pin": "1234"}}, scrub_extra_keys=["PIN"])
-        assert event["extra"] == {"pin": "[Filtered]"}
-        assert native({"message": "m", "context": {"pin": "1234"}})["extra"] == {"pin": "1234"}
+        event = native({"message": "m", "context": {"ref": "1234"}}, scrub_extra_keys=["REF"])
+        assert event["extra"] == {"ref": "[Filtered]"}
+        assert native({"message": "m", "context": {"ref": "1234"}})["extra"] == {"ref": "1234"}
+
+
+class TestScrubbingAroundCuts:
+    def test_a_value_under_a_long_key_ending_in_password_is_filtered(self):
+        key = "k" * 200 + "_password"
+        event = sentry({"extra": {key: "MARKER-long-key"}, "tags": {key: "MARKER-long-tag"}})
+        assert "MARKER" not in storable(event)
+        [stored_key] = event["extra"]
+        assert len(stored_key) <= 128
+        assert event["extra"][stored_key] == "[Filtered]"
+
+    def test_a_native_value_under_a_long_sensitive_key_is_filtered(self):
+        event = native({"message": "m", "context": {"nested": {"x" * 150 + "ApiToken": "MARKER-native"}}})
+        assert "MARKER" not in storable(event)
+
+    def test_a_card_number_across_the_cut_of_a_long_message_is_filtered_whole(self):
+        card = "4111 1111 1111 1111"
+        message = "x" * 8155 + f" {card} and more text after the limit"
+        event = sentry({"message": message})
+        assert len(event["message"]) <= 8192
+        assert "1111" not in event["message"]
+
+    def test_a_jwt_across_the_cut_of_a_long_value_is_filtered_whole(self):
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJNQVJLRVIifQ." + "s" * 60
+        event = sentry({"extra": {"note": "y" * 2000 + f" {token} and more"}})
+        assert "eyJ" not in event["extra"]["note"]
+
+    def test_short_columns_are_scrubbed_and_still_fit(self):
+        event = sentry({"platform": "x" * 26 + " pw=a1", "environment": "e" * 50 + " token=abc123x"})
+        assert "pw=a1" not in event["platform"] and len(event["platform"]) <= 32
+        assert "abc123x" not in event["environment"] and len(event["environment"]) <= 64
