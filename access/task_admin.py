@@ -71,14 +71,24 @@ def parse_kwargs(text: str) -> dict:
     try:
         value = ast.literal_eval(text)
     except (SyntaxError, ValueError):
-        try:
-            keywords = ast.parse(f"f({text})", mode="eval").body.keywords
-            value = {keyword.arg: ast.literal_eval(keyword.value) for keyword in keywords}
-        except (SyntaxError, ValueError, AttributeError) as error:
-            raise forms.ValidationError(f"kwargs must be a dict literal or name=value pairs ({error})") from None
+        value = _keyword_pairs(text)
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise forms.ValidationError("kwargs must map argument names to values")
     return value
+
+
+def _keyword_pairs(text: str) -> dict:
+    refusal = forms.ValidationError("kwargs must be a dict literal or name=value pairs of Python literals")
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        raise refusal from None
+    if not isinstance(call, ast.Call) or call.args or any(keyword.arg is None for keyword in call.keywords):
+        raise refusal
+    try:
+        return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+    except ValueError:
+        raise refusal from None
 
 
 class ScheduleForm(forms.ModelForm):
@@ -99,7 +109,6 @@ class ScheduleForm(forms.ModelForm):
             "repeats",
             "next_run",
             "cron",
-            "task",
             "cluster",
             "intended_date_kwarg",
         )
