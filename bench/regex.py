@@ -12,6 +12,7 @@ templates are bounded: the nested-loop template is timed as saving a rule checks
 """
 
 import argparse
+import json
 import os
 import sys
 import timeit
@@ -40,6 +41,24 @@ HOSTILE_FOR_SCRUBBING = {
     "open brackets then =": "[a" * 4000 + "=x",
     "unterminated quoted assignment": 'k = "' + "a" * 8000,
     "repeated quoted key": "'k': \"" * 1300,
+    "colon pairs": "a: " * 2700,
+    "spaced assignments": "a = " * 2000,
+    "chained key=value": "a=" * 4000,
+    "sensitive chained key=value": "token=" * 1300,
+    "alternating quotes": "a = 'b = \"" * 800,
+    "escaped quoted keys": '\\"k\\": ' * 1000,
+    "many backslashes then a quote": "\\" * 8000 + '"',
+    "repeated Authorization lines": "Authorization: x\n" * 470,
+    "repeated Basic and Token": "Basic Token " * 660,
+    "JWT-like segments": "eyJa." * 1600,
+    "repeated eyJ": "eyJ" * 2700,
+    "dashes and flags": "--a " * 2000,
+    "repeated -p": "-p " * 2700,
+    "percent escapes": "%25" * 2700,
+    "percent-encoded pairs": "pass%77ord%3Dx%26" * 470,
+    "deeply nested JSON": "[" * 8000,
+    "JSON of many keys": "{" + ",".join(f'"k{n}": "v"' for n in range(800)) + "}",
+    "JSON string of JSON": json.dumps(json.dumps({"k": "v" * 7900})),
 }
 
 HOSTILE_FOR_STATUS = {"dotted words then a URL and a status": "a." * 4000 + " https://example.com/ 503"}
