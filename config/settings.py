@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "incidents.api.unavailable.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -117,17 +118,28 @@ def _databases() -> dict:
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// or sqlite:/// URL, got {url.split(':')[0]}")
     config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+    # Django's backend, its pool checking each connection it hands out (one empty round trip) and
+    # sweeping out every dead one when it finds one, as all die together in a database restart.
+    config["ENGINE"] = "config.postgresql"
     config["OPTIONS"] = {
         "pool": {
             "min_size": env_int("DATABASE_POOL_MIN", 1, minimum=0),
             "max_size": env_int("DATABASE_POOL_MAX", 8, minimum=1),
-            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+            # A request waits this long for a connection, then answers 503 with Retry-After: while the
+            # database is down the pool has none to give, and a client is better told so at once.
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 0.5, minimum=0.05),
+            # Reconnection attempts back off (1, 2, 4 s ...) for this long, then stop until a request
+            # asks again; psycopg_pool's default of 5 minutes could leave a recovered database idle
+            # for minutes, waiting for the next attempt.
+            "reconnect_timeout": 5,
         }
     }
     return {"default": config}
 
 
 DATABASES = _databases()
+# What a client is told to wait (Retry-After) when the database is unavailable and it gets a 503.
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

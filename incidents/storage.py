@@ -2,14 +2,16 @@
 
 Events are inserted with a single autocommitted INSERT ... ON CONFLICT DO NOTHING (one
 round trip, no BEGIN/COMMIT). On PostgreSQL the statement is prepared server-side once
-per connection: planning a 20-column insert costs more than running it.
+per connection: planning a 20-column insert costs more than running it. The statement is
+idempotent, so one that fails on a dead connection (the database restarted while the pool
+held it) is sent again once, on a fresh connection.
 """
 
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from django.db import connection, models
+from django.db import InterfaceError, OperationalError, connection, models
 
 from incidents.models import ErrorEvent
 
@@ -67,14 +69,32 @@ def store_events(*, source_id: int, events: Sequence[dict], received_at: datetim
     """Insert the events once per event_id (a repeat is a client retry); return how many were new."""
     sql = _insert_sql(connection.vendor, len(events))
     params = _params(source_id, events, received_at)
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        connection.ensure_connection()
-        # A server-side binding cursor lets psycopg reuse the prepared plan on this connection.
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, prepare=True)
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
             return cursor.rowcount
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    connection.ensure_connection()  # not retried: no connection within the pool's timeout is an outage
+    try:
+        return _insert_prepared(sql, params)
+    except (OperationalError, InterfaceError):
+        # Inside a transaction the caller's earlier writes went with the connection: no retry.
+        if connection.in_atomic_block or not _connection_lost():
+            raise
+    connection.close()  # the pool discards the dead connection; the next one it hands out is checked
+    return _insert_prepared(sql, params)
+
+
+def _insert_prepared(sql: str, params: list) -> int:
+    import psycopg
+
+    connection.ensure_connection()
+    # A server-side binding cursor lets psycopg reuse the prepared plan on this connection;
+    # its errors are raised as Django's, as a Django cursor's would be.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
         return cursor.rowcount
+
+
+def _connection_lost() -> bool:
+    raw = connection.connection
+    return raw is not None and (raw.closed or raw.broken)

@@ -8,6 +8,9 @@ fails in a few words, never an address, a URL or an exception's text (logged ins
                       503 {"status": "not ready", "error": "workers: ...", "field": null,
                            "failing": ["workers"], "checks": {...}}
 
+The database check has its own short timeout (a probe that hangs is no probe) and fails while
+the database cannot take ingest's writes: down, out of connections, a standby or read-only.
+
 The workers check reads django-q2's cluster heartbeats: every running cluster saves its status
 (a signed `django_q.status.Stat`) every half second with a 3-second expiry, so a cluster counts
 as alive while its last save has not expired. The Redis broker keeps them in Redis under
@@ -15,7 +18,9 @@ as alive while its last save has not expired. The Redis broker keeps them in Red
 `django_q:<name>:cluster`. That cache must be shared by all processes (not local memory).
 """
 
+import concurrent.futures
 import logging
+import threading
 
 import redis
 from django.conf import settings
@@ -34,10 +39,15 @@ logger = logging.getLogger(__name__)
 
 # Connect and read timeout of each Redis call (seconds): a probe answers quickly or fails.
 REDIS_TIMEOUT_SECONDS = 0.1
+# How long the probe waits for the database (connection from the pool and query) before calling it failing.
+DATABASE_TIMEOUT_SECONDS = 0.5
 OK = "ok"
 NOT_CONFIGURED = "not configured"
 
 _redis_clients: dict[str, redis.Redis] = {}
+_database_checker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz-database")
+_database_check: concurrent.futures.Future | None = None
+_database_check_lock = threading.Lock()
 
 
 @never_cache
@@ -62,14 +72,43 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def check_database() -> str:
+    """OK while the database takes writes, answered within DATABASE_TIMEOUT_SECONDS whatever it does.
+
+    The check runs on its own thread, so a database that hangs cannot hold up the probe; while
+    one check still hangs, later probes say so instead of starting more threads.
+    """
+    global _database_check
+    with _database_check_lock:
+        if _database_check is None or _database_check.done():
+            _database_check = _database_checker.submit(_query_database)
+        check = _database_check
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        return check.result(timeout=DATABASE_TIMEOUT_SECONDS)
+    except concurrent.futures.TimeoutError:
+        logger.warning("readyz: database check took over %s s", DATABASE_TIMEOUT_SECONDS)
+        return f"no answer within {DATABASE_TIMEOUT_SECONDS} s"
+
+
+def _query_database() -> str:
+    try:
+        return _writable()
     except Exception as exc:
         logger.warning("readyz: database check failed", exc_info=True)
         return f"query failed ({type(exc).__name__})"
-    return OK
+    finally:
+        connection.close()  # this thread's connection goes back to the pool
+
+
+def _writable() -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            return OK
+        # A standby, or a server set read-only, answers queries but refuses every ingest INSERT.
+        cursor.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'")
+        in_recovery, read_only = cursor.fetchone()
+    return "read-only (a standby)" if in_recovery else "read-only" if read_only else OK
 
 
 def check_redis() -> str:

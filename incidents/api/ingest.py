@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from incidents import services
 from incidents.api.metrics import INGEST_LATENCY
+from incidents.api.unavailable import DATABASE_ERRORS, unavailable_error, unavailable_headers
 from incidents.ingest.decoding import read_body
 from incidents.ingest.errors import IngestError
 from incidents.ingest.native import parse_native
@@ -53,6 +54,8 @@ def _error_response(error: IngestError, cors: bool) -> IngestResponse:
     if error.status == 429:
         headers["Retry-After"] = str(error.retry_after)
         headers["X-Sentry-Rate-Limits"] = f"{error.retry_after}::key"
+    elif error.status == 503:  # the database is unavailable
+        headers.update(unavailable_headers(sentry=cors))
     return IngestResponse(error.status, error.as_dict(), headers)
 
 
@@ -185,13 +188,15 @@ ENDPOINTS: dict[str, tuple[Callable[..., dict], bool]] = {
 
 
 def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) -> IngestResponse:
-    """Run an ingest endpoint; bad input becomes its 4xx answer, anything else propagates."""
+    """Run an ingest endpoint; bad input is its 4xx answer, an unavailable database 503, anything else propagates."""
     handler, cors = ENDPOINTS[endpoint]
     started = time.perf_counter()
     try:
         body = handler(request, source_id)
     except IngestError as error:
         return _error_response(error, cors)
+    except DATABASE_ERRORS as exc:  # nothing was stored: the client should send it again later
+        return _error_response(unavailable_error(exc, where=f"ingest ({endpoint})"), cors)
     finally:
         INGEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
     return IngestResponse(200, body, dict(_CORS) if cors else {})
@@ -202,10 +207,13 @@ def authenticate_headers(endpoint: str, request: IngestRequest, source_id: int |
 
     An envelope without a key there may name one in its own `dsn` header, known only once the body is read.
     """
-    if endpoint == "native":
-        source_for_bearer_key(request.header("Authorization"))
-    elif (public_key := _sentry_key(request)) or endpoint == "store":
-        _authenticate(public_key, source_id)
+    try:
+        if endpoint == "native":
+            source_for_bearer_key(request.header("Authorization"))
+        elif (public_key := _sentry_key(request)) or endpoint == "store":
+            _authenticate(public_key, source_id)
+    except DATABASE_ERRORS as exc:  # answered 503 at once, not again after the body is read
+        raise unavailable_error(exc, where=f"ingest key check ({endpoint})") from exc
 
 
 def error_response(endpoint: str, error: IngestError) -> IngestResponse:

@@ -1,0 +1,39 @@
+"""Django's PostgreSQL backend, its psycopg pool checking connections and sweeping dead ones at once.
+
+A database restart kills every connection the pool holds. psycopg_pool's check on checkout
+(`ConnectionPool.check_connection`) finds them one by one, and from the second failed check in
+a row it backs off until the request's pool timeout runs out: with a few idle connections the
+first requests after a restart got no connection from a healthy database. Here the first dead
+connection a check finds makes the pool check all its idle ones (`ConnectionPool.check`, which
+replaces the dead), so the request gets a live connection as soon as one is opened.
+"""
+
+from django.db.backends.postgresql import base
+from django.db.backends.postgresql.base import NO_DB_ALIAS
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def pool(self):
+        options = self.settings_dict["OPTIONS"].get("pool")
+        if options and self.alias != NO_DB_ALIAS and self.alias not in self._connection_pools:
+            self._connection_pools.setdefault(self.alias, self._new_pool({} if options is True else options))
+        return super().pool
+
+    def _new_pool(self, options: dict):
+        """The pool Django would make (not opened yet), with the sweeping check."""
+        from psycopg_pool import ConnectionPool
+
+        def check(connection) -> None:
+            try:
+                ConnectionPool.check_connection(connection)
+            except Exception:
+                pool.check()  # checks idle connections only, with the plain check: no recursion
+                raise
+
+        connect_kwargs = self.get_connection_params()
+        connect_kwargs["autocommit"] = True  # as Django's: it sets autocommit itself later on
+        pool = ConnectionPool(
+            kwargs=connect_kwargs, open=False, configure=self._configure_connection, check=check, **options
+        )
+        return pool
