@@ -98,8 +98,11 @@ _AUTH_HEADER = re.compile(
     r"(?P<scheme>(?:(?:basic|bearer|digest|token|negotiate|ntlm|oauth|hawk|dpop|apikey|ssws|aws4-hmac-sha256)"
     r"[ \t]++)?+)[^\r\n]++"
 )
-_HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "x-authentication", "authentication"})
-_SCHEME = re.compile(r"(?i)\b(bearer|token|basic)(\s++)([A-Za-z0-9\-._~+/]++=*+)")
+_SCHEME = re.compile(r"(?i)\b(bearer|token)(\s++)([A-Za-z0-9\-._~+/]{8,}+=*+)")
+# Only text shaped like base64 is decoded: "basic authentication" never reaches the decoder.
+_BASIC = re.compile(
+    r"(?i)\b(basic\s++)((?:[A-Za-z0-9+/]{4})++(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?+)(?![A-Za-z0-9+/=])"
+)
 _JWT = re.compile(r"(?<![\w\-])eyJ[\w\-]++\.[\w\-]++\.[\w\-]*+")
 _URL_PASSWORD = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*+://[^\s:/@]*+):[^\s@/]++@")
 # Whole runs of digits with single separators; _filter_card decides which part, if any, is a card.
@@ -109,7 +112,8 @@ _CARD_GROUP = re.compile(r"\d+")
 # A bare value stops at "=" so that a rescan from each value ("a=a=a…") stays linear; a filtered
 # one is extended to the end of its token (_TOKEN_REST), base64 padding included.
 _PAIR = re.compile(
-    r"""(?<![\w.\-\[\]])(?P<key>[A-Za-z_][\w.\-\[\]]{0,127}+)"""
+    r"""(?<![\w.\-\[\]])(?!(?i:(?:proxy-)?authorization|x-authentication|authentication)[ \t]*+:)"""
+    r"""(?P<key>[A-Za-z_][\w.\-\[\]]{0,127}+)"""
     r"""(?:=(?![=\s])(?P<bare>[^&\s;,'"=]++)"""
     r"""|(?P<sep>[ \t]*+[=:][ \t]*+)(?:(?P<quote>["'])(?P<quoted>(?:(?!(?P=quote))[^\\\n]|\\.)*+)(?:(?P=quote)|$)"""
     r"""|(?<=[ \t])(?P<word>[^\s&;,'"=:)\]}][^\s&;,'")\]}]*+)))"""
@@ -128,7 +132,8 @@ _NOT_A_SECRET = frozenset({"null", "None", "true", "false", "True", "False"})
 _SEPARATORS = str.maketrans("", "", " -")
 _DIGITS = b"0123456789"
 _MAX_RUN_DIGITS = 64  # longer digit runs are data (hashes, blobs), not a card among other numbers
-_MAX_DECODINGS = 3  # percent-decoding rounds: "%2570" is "%70" is "p"
+_MAX_DECODINGS = 2  # percent-decoding rounds: "%2570" is "%70" is "p"
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 _MAX_CACHED_KEYS = 10_000
 _MAX_MEMO = 10_000
@@ -178,6 +183,8 @@ class Scrubber:
 
     def value(self, value):
         """Return the value with secrets filtered, by key in structures and by content in strings."""
+        if type(value) is str:
+            return self.memo.get(value) or scrub_string(value, self)  # a memo hit skips a call
         if isinstance(value, str):
             return scrub_string(value, self)
         if isinstance(value, dict):
@@ -190,11 +197,12 @@ class Scrubber:
 
     def mapping(self, value: dict, kept: frozenset = frozenset()) -> dict:
         scrubbed = {}
+        cache = self._cache
         for key, item in value.items():
-            if key in kept:
+            if kept and key in kept:
                 scrubbed[key] = item
                 continue
-            sensitive, shown = self._key(key)
+            sensitive, shown = cache.get(key) or self._key(key) if type(key) is str else self._key(key)
             if shown in scrubbed:
                 shown = _unused_key(shown, scrubbed)
             scrubbed[shown] = self.filtered(item) if sensitive else self.value(item)
@@ -338,7 +346,7 @@ def _scrub_text(value: str, scrubber: Scrubber) -> str:
         scrubbed = _scrub_json(value, scrubber)
         if scrubbed is not None:
             return scrubbed
-    if "%" in value:
+    if "%" in value and _PERCENT_ESCAPE.search(value):
         # pass%77ord=x or a URL inside a URL (…%3Fpassword%3Dx): judge the decoded text.
         decoded = _percent_decoded(value)
         if decoded != value:
@@ -364,10 +372,9 @@ def _scrub_json(value: str, scrubber: Scrubber) -> str | None:
 def _percent_decoded(value: str) -> str:
     decoded = value
     for _ in range(_MAX_DECODINGS):
-        once = unquote(decoded)
-        if once == decoded:
+        decoded = unquote(decoded)
+        if "%" not in decoded or not _PERCENT_ESCAPE.search(decoded):
             break
-        decoded = once
     return decoded.replace("\x00", "")  # %00 must not bring back what storage refuses
 
 
@@ -377,8 +384,10 @@ def _scrub_plain(value: str, scrubber: Scrubber) -> str:
     names = (has_colon or "=" in value or "-" in value) and scrubber.may_name_a_secret(value)
     if names and has_colon:
         value = _AUTH_HEADER.sub(rf"\g<name>\g<sep>\g<scheme>{FILTERED}", value)
-    if "earer" in value or "oken" in value or "asic" in value or "EARER" in value or "OKEN" in value or "ASIC" in value:
+    if "earer" in value or "oken" in value or "EARER" in value or "OKEN" in value:
         value = _SCHEME.sub(_filter_scheme, value)
+    if "asic" in value or "ASIC" in value:
+        value = _BASIC.sub(_filter_basic, value)
     if "eyJ" in value:
         value = _JWT.sub(FILTERED, value)
     if "-" in value and (names or "-p" in value):
@@ -425,8 +434,8 @@ def _filter_pair(match: re.Match, scrubber: Scrubber) -> tuple[str, int] | None:
         return f"{key}={FILTERED}", _TOKEN_REST.match(match.string, match.end()).end()
     if match["quote"] is not None:
         return f"{key}{match['sep']}{match['quote']}{FILTERED}{match['quote']}", match.end()
-    if match["word"].startswith(FILTERED[:-1]) or key.lower() in _HEADER_NAMES:
-        return None  # already filtered, by the header rule among others
+    if match["word"].startswith(FILTERED[:-1]):
+        return None  # already filtered
     return f"{key}{match['sep']}{FILTERED}", match.end()
 
 
@@ -451,23 +460,22 @@ def _filter_flag(match: re.Match, scrubber: Scrubber) -> str:
 
 def _filter_scheme(match: re.Match) -> str:
     scheme, space, credentials = match.groups()
-    if _is_credential(scheme.lower(), credentials):
-        return f"{scheme}{space}{FILTERED}"
-    return match.group(0)
-
-
-def _is_credential(scheme: str, credentials: str) -> bool:
-    if scheme == "basic":
-        # Basic credentials are base64 of "user:password"; "basic authentication" is not base64 at all.
-        try:
-            return b":" in base64.b64decode(credentials + "=" * (-len(credentials) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            return False
     token = credentials.rstrip("=")
-    if scheme == "token":
+    if scheme.lower() == "token":
         # "unexpected token in JSON": a token has a digit, or is too long to be a word.
-        return len(token) >= 24 or (len(token) >= 8 and any(char.isdigit() for char in token))
-    return len(token) >= 16 or (len(token) >= 8 and not token.isalpha())
+        looks_like_token = len(token) >= 24 or (len(token) >= 8 and any(char.isdigit() for char in token))
+    else:
+        looks_like_token = len(token) >= 16 or (len(token) >= 8 and not token.isalpha())
+    return f"{scheme}{space}{FILTERED}" if looks_like_token else match.group(0)
+
+
+def _filter_basic(match: re.Match) -> str:
+    # Basic credentials are base64 of "user:password".
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return f"{match.group(1)}{FILTERED}" if b":" in decoded else match.group(0)
 
 
 def _filter_card(match: re.Match) -> str:
@@ -536,16 +544,27 @@ def _scrub_exception(exception: dict, scrubber: Scrubber) -> None:
             exception[key] = scrubber.value(item)  # type, value, module, bases, mechanism
 
 
+_FRAME_TEXT = ("filename", "abs_path", "module", "function", "context_line")
+_FRAME_KNOWN = frozenset({*_FRAME_TEXT, "pre_context", "post_context", "vars", "lineno", "colno", "in_app"})
+
+
 def _scrub_frame(frame: dict, scrubber: Scrubber) -> None:
     # Source lines can hold hard-coded secrets; vars are checked by key and content.
     memo = scrubber.memo
-    for key, item in list(frame.items()):
+    for key in _FRAME_TEXT:
+        item = frame.get(key)
         if type(item) is str:
             frame[key] = memo.get(item) or scrub_string(item, scrubber)
-        elif key in ("pre_context", "post_context") and isinstance(item, list):
+    for key in ("pre_context", "post_context"):
+        item = frame.get(key)
+        if isinstance(item, list):
             # A memo hit skips a call: these lines are most of an event's strings.
             frame[key] = [
                 (memo.get(line) or scrub_string(line, scrubber)) if isinstance(line, str) else line for line in item
             ]
-        elif isinstance(item, dict | list):
-            frame[key] = scrubber.value(item)
+    if isinstance(frame.get("vars"), dict):
+        frame["vars"] = scrubber.mapping(frame["vars"])
+    if not _FRAME_KNOWN.issuperset(frame):
+        for key, item in frame.items():  # what normalize never leaves in a frame, from other callers
+            if key not in _FRAME_KNOWN:
+                frame[key] = scrubber.value(item)
