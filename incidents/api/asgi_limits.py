@@ -75,14 +75,12 @@ def _ingest_request(scope: dict) -> IngestRequest:
     )
 
 
-def _check_before_reading(guard: _Guard, request: IngestRequest) -> None:
-    """Authenticate from the headers and check the declared length, as the endpoint does, in its order."""
+def _authenticate(guard: _Guard, request: IngestRequest) -> None:
     signals.request_started.send(sender=BodyLimits)  # database connections are handled as for a request
     try:
         authenticate_headers(guard.endpoint, request, guard.source_id)
     finally:
         signals.request_finished.send(sender=BodyLimits)
-    check_declared_length(request.content_length, guard.limit)
 
 
 async def _read_within(receive, limit: int) -> dict | None:
@@ -131,9 +129,11 @@ class BodyLimits:
         guard = _guard_for(scope)
         if guard.limit is None:
             return await self.application(scope, receive, send)
+        request = _ingest_request(scope)
         try:
-            if guard.endpoint is not None:
-                await self._check_before_reading(guard, scope)
+            if guard.endpoint is not None:  # first, as the endpoint does: a stranger learns nothing of the limits
+                await self._check_key(guard, request)
+            check_declared_length(request.content_length, guard.limit)
             message = await _read_within(receive, guard.limit)
         except IngestError as error:
             return await _refuse(send, guard.endpoint, error)
@@ -142,9 +142,9 @@ class BodyLimits:
         return await self.application(scope, _replay(message, receive), send)
 
     @staticmethod
-    async def _check_before_reading(guard: _Guard, scope: dict) -> None:
+    async def _check_key(guard: _Guard, request: IngestRequest) -> None:
         try:
-            await sync_to_async(_check_before_reading)(guard, _ingest_request(scope))
+            await sync_to_async(_authenticate)(guard, request)
         except IngestError:
             raise
         except Exception:
