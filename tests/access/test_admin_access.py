@@ -19,7 +19,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
-from django_q.models import Schedule, Task
+from django_q.models import OrmQ, Schedule, Task
+from django_q.signing import SignedPackage
 
 from access.services import api_token_create
 from incidents.models import AlertRule, ErrorEvent, Incident, NotificationChannel, Silence
@@ -243,6 +244,15 @@ def world(client, source, ingest_key, digest, django_user_model):
             stopped=now,
             success=success,
         )
+    if "django_q.ormq" in registered_models():  # the queue is in the database: one queued task
+        package = {
+            "id": "walkq",
+            "name": "walk-queued",
+            "func": "incidents.tasks.sweep_alerts",
+            "args": (),
+            "kwargs": {},
+        }
+        OrmQ.objects.create(key="console", payload=SignedPackage.dumps(package), lock=now)
     users = {role: role_user(django_user_model, role) for role in ROLES[1:]}
     _token, raw_token = api_token_create(user=users["admin"], name="walk", created_by=users["admin"])
     clients = {"anonymous": Client()}
