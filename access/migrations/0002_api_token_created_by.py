@@ -6,16 +6,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('access', '0001_initial'),
+        ("access", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apitoken',
-            name='created_by',
-            field=models.ForeignKey(blank=True, editable=False, help_text='Who made the token; empty: made with manage.py createtoken (or before this was recorded).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='api_tokens_made', to=settings.AUTH_USER_MODEL),
+            model_name="apitoken",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                help_text="Who made the token; empty: made with manage.py createtoken (or before this was recorded).",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="api_tokens_made",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
     ]
