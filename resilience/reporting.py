@@ -52,14 +52,17 @@ def config_snapshot(*, source: Source | None = None) -> dict:
     the breakers that source runs and the shared policies, never another's breakers.
     """
     breakers = Breaker.objects.all() if source is None else Breaker.objects.filter(source=source)
-    hidden = set() if source is None else set(Breaker.objects.exclude(source=source).values_list("name", flat=True))
+    features = [row.to_config().to_dict() for row in DegradationFeature.objects.all()]
+    if source is not None:
+        hidden = set(Breaker.objects.exclude(source=source).values_list("name", flat=True))
+        features = [_without_breakers(feature, hidden) for feature in features]
     return {
         "version": config_version(),
         "breakers": {row.name: breaker_config_dict(row) for row in breakers},
         "retry_policies": {row.name: row.to_config().to_dict() for row in RetryPolicy.objects.all()},
         "recovery_policies": [row.to_config().to_dict() for row in RecoveryPolicy.objects.all()],
         "degradation": {
-            "features": [_feature_dict(row, hidden) for row in DegradationFeature.objects.all()],
+            "features": features,
             "rules": [row.to_config().to_dict() for row in DegradationRule.objects.all()],
         },
         "rate_limits": {row.name: row.to_config().to_dict() for row in RateLimitPolicy.objects.all()},
@@ -72,10 +75,10 @@ def config_snapshot(*, source: Source | None = None) -> dict:
     }
 
 
-def _feature_dict(row: DegradationFeature, hidden: set[str]) -> dict:
-    """A feature as JSON, without the breakers its reader may not know of (they never open in its process)."""
-    feature = row.to_config().to_dict()
-    return {**feature, "breakers": [name for name in feature["breakers"] if name not in hidden]}
+def _without_breakers(feature: dict, hidden: set[str]) -> dict:
+    """The feature without the breakers a service may not know of: others' and the console's (never its own)."""
+    shown = [name for name in feature["breakers"] if name not in hidden and not is_console_breaker_name(name)]
+    return {**feature, "breakers": shown}
 
 
 def breaker_config_dict(row: Breaker) -> dict:

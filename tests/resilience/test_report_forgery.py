@@ -12,7 +12,7 @@ from incidents import services
 from incidents.models import ErrorEvent
 from resilience import console
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
-from resilience.reporting import console_source, windows_record
+from resilience.reporting import config_snapshot, console_source, windows_record
 from tests.api_support import patch_json
 
 # The console's runtime writes from its own threads, which need committed rows.
@@ -193,7 +193,9 @@ def test_the_config_holds_only_the_keys_own_breakers_and_the_shared_policies(cli
     Breaker.objects.create(name="payments-api", source=shop)
     Breaker.objects.create(name="inventory", source=warehouse)
     Breaker.objects.create(name="notify:ops-hook")
-    DegradationFeature.objects.create(name="checkout", breakers="payments-api\ninventory\nredis\nunregistered")
+    DegradationFeature.objects.create(
+        name="checkout", breakers="payments-api\ninventory\nredis\nnotify:pager\nunregistered"
+    )
 
     snapshot = client.get(CONFIG, HTTP_AUTHORIZATION=f"Bearer {key_of(shop)}").json()
 
@@ -233,3 +235,13 @@ def test_an_admin_gives_a_breaker_to_a_source_over_the_api_but_never_a_console_o
     refused = patch_json(api_as("admin"), f"{BREAKERS}redis/", {"source": shop.slug})
     assert refused.status_code == 400 and refused.json()["field"] == "source"
     assert Breaker.objects.get(name="redis").source is None
+
+
+def test_the_consoles_own_processes_still_get_every_breaker_and_feature_whole(shop):
+    Breaker.objects.create(name="payments-api", source=shop)
+    DegradationFeature.objects.create(name="alerting", breakers="redis\nnotify:pager")
+
+    snapshot = config_snapshot()
+
+    assert {"payments-api", "redis"} <= set(snapshot["breakers"])
+    assert snapshot["degradation"]["features"][0]["breakers"] == ["redis", "notify:pager"]
