@@ -89,6 +89,39 @@ def test_readyz_reports_an_unreachable_redis_without_its_address(client, setting
     assert "s3cret" not in response.content.decode() and "127.0.0.1" not in response.content.decode()
 
 
+@contextlib.contextmanager
+def database_read_only():
+    """New sessions of the test database start read-only, as on a standby or a server set so."""
+    import psycopg
+    from django.db import connection
+
+    def alter(statement: str) -> None:
+        # Its own session, outside the test's transaction; read-write even once the default is read-only.
+        options = "-c default_transaction_read_only=off"
+        with psycopg.connect(database_url_for_processes(), autocommit=True, options=options) as admin:
+            admin.execute(statement.format(name=psycopg.sql.Identifier(connection.settings_dict["NAME"]).as_string()))
+
+    alter("ALTER DATABASE {name} SET default_transaction_read_only = on")
+    connection.pool.drain()  # the pool's sessions started before: replace them with read-only ones
+    try:
+        yield
+    finally:
+        alter("ALTER DATABASE {name} RESET default_transaction_read_only")
+        connection.pool.drain()
+
+
+def test_readyz_reports_a_database_that_refuses_writes(client, cluster_name):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("read-only sessions are a PostgreSQL setting")
+    with database_read_only():
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "database" in response.json()["failing"]
+    assert response.json()["checks"]["database"] == "read-only"
+
+
 @pytest.fixture
 def cluster_env(cluster_name, transactional_db) -> dict:
     """The environment of a worker process of this test's cluster name, sharing the test database."""
