@@ -97,7 +97,7 @@ HIDDEN_BELOW_ROLE = {
 DELIBERATE_503 = {"readyz"}
 
 
-# Pages for people: a login session, never a token (walked by the admin-site test below).
+# Pages for people: a login session, never a token (walked by tests/access/test_admin_access.py).
 SESSION_PAGES = {"dashboard": "/"}
 
 
