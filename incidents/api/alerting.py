@@ -23,7 +23,6 @@ from rest_framework.response import Response
 from access.filters import StrictBooleanFilter
 from access.roles import Role
 from incidents import services
-from incidents.alerting import template_error
 from incidents.api.filters import SeverityFilter
 from incidents.api.serializers import SEVERITY_BY_NAME, SeverityField
 from incidents.delivery import deliver_after_commit
@@ -129,14 +128,6 @@ def rule_alert_counts(queryset):
     )
 
 
-def template_problem(text: str) -> str | None:
-    """The model's template check, also catching templates that parse but fail to render (a missing include)."""
-    try:
-        return template_error(text)
-    except Exception as error:  # any render failure is the template's fault: shown to its author
-        return f"template error: {error}"
-
-
 class AlertRuleSerializer(ModelCleanMixin, serializers.ModelSerializer):
     """An alert rule: a windowed value of a selection compared with warning and critical thresholds."""
 
@@ -194,18 +185,6 @@ class AlertRuleSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "alerts",
         )
         read_only_fields = ("id", "evaluated_at", "alerts")
-
-    def validate_summary_template(self, text: str) -> str:
-        return self._template(text)
-
-    def validate_runbook_template(self, text: str) -> str:
-        return self._template(text)
-
-    def _template(self, text: str) -> str:
-        problem = template_problem(text)
-        if problem:
-            raise serializers.ValidationError(problem)
-        return text
 
     @extend_schema_field(RuleAlertsSerializer)
     def get_alerts(self, rule: AlertRule) -> dict:
