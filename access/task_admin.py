@@ -101,7 +101,6 @@ class ScheduleForm(forms.ModelForm):
         fields = (
             "name",
             "func",
-            "hook",
             "args",
             "kwargs",
             "schedule_type",
@@ -116,11 +115,6 @@ class ScheduleForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["func"].choices = [(path, path) for path in sorted(console_tasks())]
-
-    def clean_hook(self):
-        if self.cleaned_data.get("hook"):
-            raise forms.ValidationError("hook must be empty: a hook is a function the worker would call")
-        return None
 
     def clean_args(self):
         parse_args(self.cleaned_data.get("args") or "")
