@@ -46,6 +46,22 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class QuietRefusals(logging.Filter):
+    """Log a refused request (403) as its one line, without the traceback Django attaches.
+
+    Django logs every PermissionDenied with its exc_info: each page a viewer may not open, or a
+    probe of admin, would print forty lines of stack that say nothing about a fault.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from django.core.exceptions import PermissionDenied
+
+        if record.exc_info and isinstance(record.exc_info[1], PermissionDenied):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 # Loggers whose handlers the servers set up before Django loads (uvicorn, granian, daphne):
 # filtering handlers, not loggers, also covers records that propagate from child loggers.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "granian", "granian.access", "daphne", "django")

@@ -213,8 +213,11 @@ LOGGING_CONFIG = "config.logging_filters.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "config.logging_filters.RedactTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]}},
+    "filters": {
+        "redact_tokens": {"()": "config.logging_filters.RedactTokens"},
+        "quiet_refusals": {"()": "config.logging_filters.QuietRefusals"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens", "quiet_refusals"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
 

@@ -3,6 +3,7 @@ that no token reaches the log."""
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -108,3 +109,20 @@ def test_an_origin_is_the_consoles_when_scheme_host_and_port_match(settings, ori
     settings.CONSOLE_URL = "https://console.example.com"
     settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.org"]
     assert origin_is_the_consoles(origin) is served
+
+
+@live
+def test_a_page_refused_to_a_viewer_is_logged_as_one_line_without_a_traceback(
+    django_db_blocker, viewer, session_cookie
+):
+    viewer.is_staff = True  # may use admin, not the sources page
+    viewer.save(update_fields=["is_staff"])
+    with uvicorn(django_db_blocker) as (port, log):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/admin/incidents/source/", headers={"Cookie": session_cookie}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+        log.wait_for("Forbidden (Permission denied): /admin/incidents/source/")
+    assert "Traceback" not in log.text and "PermissionDenied" not in log.text
