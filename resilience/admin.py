@@ -30,7 +30,7 @@ def state_badge(state: str | None, mode: str | None) -> str:
 
 class TransitionInline(admin.TabularInline):
     model = BreakerTransition
-    fields = ["at", "from_state", "to_state", "mode", "reason", "process"]
+    fields = ["at", "from_state", "to_state", "mode", "reason", "source", "process"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -41,17 +41,28 @@ class TransitionInline(admin.TabularInline):
     def get_queryset(self, request):
         # The newest 50: a flapping breaker's history must not make its page slow.
         ids = BreakerTransition.objects.filter(breaker=OuterRef("breaker")).order_by("-at", "-id").values("id")[:50]
-        return super().get_queryset(request).filter(id__in=Subquery(ids))
+        return super().get_queryset(request).filter(id__in=Subquery(ids)).select_related("source")
 
 
 @admin.register(Breaker)
 class BreakerAdmin(admin.ModelAdmin):
-    list_display = ["name", "state", "failure_rate", "calls", "last_reason", "failure_rate_threshold", "component"]
+    list_display = [
+        "name",
+        "source",
+        "state",
+        "failure_rate",
+        "calls",
+        "last_reason",
+        "failure_rate_threshold",
+        "component",
+    ]
+    list_filter = ["source"]
+    list_select_related = ["source"]
     search_fields = ["name", "component", "description"]
     inlines = [TransitionInline]
     actions = ["force_open", "force_closed", "reset", "back_to_auto"]
     fieldsets = [
-        (None, {"fields": ["name", "description", "component", "error_type"]}),
+        (None, {"fields": ["name", "source", "description", "component", "error_type"]}),
         ("Window", {"fields": ["window_kind", "window_size", "minimum_calls"]}),
         (
             "When it opens",

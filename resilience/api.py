@@ -6,9 +6,10 @@
 
 All take `Authorization: Bearer <ingest key>`: a service already holds its source's key
 to report errors, and transitions become events of that source. Reports are the key's
-source's: it may report the breakers it runs and names nobody registered (kept under it),
-never another source's nor the console's own (403 naming the field); the config holds its
-own breakers and the shared policies. Bad input is a 400 naming the field, an oversized
+source's: it may report the breakers it runs, unassigned ones (defined without a source: the
+first to report one takes it) and names nobody registered (kept under it), never another
+source's nor the console's own (403 naming the field); the config holds its own breakers, the
+unassigned ones and the shared policies. Bad input is a 400 naming the field, an oversized
 body a 413 naming the limit, refused while it is read.
 """
 
@@ -26,7 +27,7 @@ from incidents.ingest.errors import IngestError
 from incidents.models import Source
 from resilience.live import config_version
 from resilience.models import BREAKER_NAME, BreakerState
-from resilience.reporting import breakers_refused, config_snapshot, transition_record, windows_record
+from resilience.reporting import breakers_claim, config_snapshot, transition_record, windows_record
 
 MAX_TRANSITIONS = 100
 MAX_WINDOWS = 1000
@@ -67,14 +68,13 @@ def transitions(request: HttpRequest) -> JsonResponse:
         source = source_for_bearer_key(request.headers.get("Authorization"))
         entries = _entries(decode_json(_body(request), "body"))
         parsed = [_transition(entry, index) for index, entry in enumerate(entries)]
-        _check_reporter(
-            source, [(f"transitions[{index}].breaker", entry["breaker_name"]) for index, entry in enumerate(parsed)]
-        )
+        breakers = [(f"transitions[{index}].breaker", entry["breaker_name"]) for index, entry in enumerate(parsed)]
+        with transaction.atomic():  # claims and all of them or, if refused or storing fails, none
+            _check_reporter(source, breakers)
+            for entry in parsed:
+                transition_record(source=source, **entry)
     except IngestError as error:
         return _error(error)
-    with transaction.atomic():  # all of them or, if storing fails, none
-        for entry in parsed:
-            transition_record(source=source, **entry)
     return JsonResponse({"recorded": len(parsed)})
 
 
@@ -91,8 +91,9 @@ def _body(request: HttpRequest) -> bytes:
 
 
 def _check_reporter(source: Source, breakers: list[tuple[str, str]]) -> None:
-    """Refuse the whole report, 403 naming the first field, if it names a breaker `source` may not report."""
-    refused = breakers_refused(source=source, names={name for _field, name in breakers})
+    """Claim the unassigned breakers named; refuse the whole report, 403 naming the first field, if it names
+    a breaker `source` may not report."""
+    refused = breakers_claim(source=source, names={name for _field, name in breakers})
     for field, name in breakers:
         if name in refused:
             raise IngestError(403, field, f"breaker {name!r} {refused[name]}; this key reports for {source.slug}")
@@ -145,10 +146,11 @@ def windows(request: HttpRequest) -> JsonResponse:
         parsed = [_window(entry, index) for index, entry in enumerate(entries)]
         breakers = [(f"windows[{index}].breaker", window["breaker"]) for index, window in enumerate(parsed)]
         _refuse_repeats(breakers)
-        _check_reporter(source, breakers)
+        with transaction.atomic():  # a refused or failed report claims nothing
+            _check_reporter(source, breakers)
+            windows_record(source=source, process=process, windows=parsed, at=timezone.now())
     except IngestError as error:
         return _error(error)
-    windows_record(source=source, process=process, windows=parsed, at=timezone.now())
     return JsonResponse({"recorded": len(parsed)})
 
 

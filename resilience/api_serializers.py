@@ -52,7 +52,8 @@ class BreakerConfigSerializer(serializers.ModelSerializer):
         queryset=Source.objects.all(),
         allow_null=True,
         required=False,
-        help_text="The slug of the source whose services run it and alone may report it; null: the console's own.",
+        help_text="The slug of the source whose services run it and alone may report it; null: the first source to "
+        "report it takes it (the console's own breakers, redis and notify:*, have none).",
     )
 
     class Meta:

@@ -1,5 +1,7 @@
 """Resilience configuration the console stores and every running process applies live."""
 
+import logging
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -7,6 +9,8 @@ from django.db import models
 from resilience.exceptions import ConfigError
 from resilience.runtime import degradation, ratelimit, recovery, retry
 from resilience.runtime.breaker import BreakerConfig, resolve_statuses
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigVersion(models.Model):
@@ -123,11 +127,12 @@ class Breaker(models.Model):
         "incidents.Source",
         null=True,
         blank=True,
-        # Unowned is the safe side: nobody's key may report it, and no service is sent its config.
+        # Only its keys may report it and get its config. Once its source is gone it is unassigned again,
+        # as an admin-defined breaker is before the service that runs it first reports (see claim).
         on_delete=models.SET_NULL,
         related_name="breakers",
-        help_text="The source whose services run it: only its ingest keys may report the breaker's state, and "
-        "only they get its config. Empty: the console's own (redis, notify:...), reported by console processes.",
+        help_text="The service (source) that runs this breaker. Empty: the first source to report it takes it; "
+        "the console's own breakers (redis, notify:*) have none.",
     )
     description = models.TextField(blank=True)
     component = models.CharField(max_length=200, blank=True, help_text="Reported with its events.")
@@ -210,9 +215,32 @@ class Breaker(models.Model):
 
     def is_run_by(self, source) -> bool:
         """Whether `source` reports this breaker: its own source, or the console's for the console's own."""
-        if self.source_id is None or is_console_breaker_name(self.name):
+        if is_console_breaker_name(self.name):
             return source.slug == CONSOLE_SOURCE_SLUG
-        return self.source_id == source.pk
+        return self.source_id is not None and self.source_id == source.pk
+
+    def keeps_history_from(self, source) -> bool:
+        """Whether transitions `source` reports belong to this breaker's history: those of the source that
+        runs it, and the console's, whose processes make the operators' switches (admin, API) of any breaker."""
+        return source.slug == CONSOLE_SOURCE_SLUG or self.is_run_by(source)
+
+    @property
+    def is_unassigned(self) -> bool:
+        """Whether no source runs it yet: the first to report it will (the console's own never are)."""
+        return self.source_id is None and not is_console_breaker_name(self.name)
+
+    def claim(self, source) -> bool:
+        """Give the breaker to `source` if nobody runs it yet; whether `source` runs it now.
+
+        One conditional UPDATE decides, so of two sources reporting it at once only one gets it.
+        """
+        if self.is_unassigned and source.slug != CONSOLE_SOURCE_SLUG:
+            if Breaker.objects.filter(pk=self.pk, source__isnull=True).update(source=source):
+                logger.info("breaker %s now belongs to source %s, the first to report it", self.name, source.slug)
+                self.source = source
+                return True
+            self.refresh_from_db(fields=["source"])  # another report took it first: whose?
+        return self.is_run_by(source)
 
     def to_config(self) -> BreakerConfig:
         """The runtime config this row stands for (not yet validated)."""

@@ -6,22 +6,24 @@ for its own breakers), classified as the breaker's configured error type and gro
 breaker and target state, so "payments-api opened" is one incident however often it
 happens, with its count and timeline.
 
-Reports are kept per source. A breaker is run by one source (Breaker.source), or is the
-console's own (no source): a source's key may report only breakers it runs, or names
-nobody has registered yet, which are kept under that source; the console's processes
-write their own directly, under the console's source, never over the API.
+Reports are kept per source. A breaker is run by one source (Breaker.source); the console's
+own (redis, notify:*) have none, and only the console's processes report them, directly,
+under the console's source, never over the API. A breaker defined without a source is
+unassigned: the first source to report it takes it (Breaker.claim), and from then on only
+that source's key may. Names nobody has registered are kept under the source that reports them.
 """
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from incidents import live, services
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorType, Source
-from resilience.live import config_version
+from resilience.live import config_version, config_version_bump
 from resilience.models import (
     CONSOLE_SOURCE_SLUG,
     Breaker,
@@ -49,12 +51,14 @@ def config_snapshot(*, source: Source | None = None) -> dict:
     """The resilience config as the JSON a Runtime applies (resilience.runtime.runtime.Runtime.apply).
 
     For the console's own processes (no `source`) all of it; for a service reporting as `source`
-    the breakers that source runs and the shared policies, never another's breakers.
+    the breakers that source runs, the unassigned ones (it may be the first to run one) and the
+    shared policies, never another's breakers nor the console's own.
     """
-    breakers = Breaker.objects.all() if source is None else Breaker.objects.filter(source=source)
+    breakers = list(Breaker.objects.all())
     features = [row.to_config().to_dict() for row in DegradationFeature.objects.all()]
     if source is not None:
-        hidden = set(Breaker.objects.exclude(source=source).values_list("name", flat=True))
+        hidden = {row.name for row in breakers if not _may_know(row, source)}
+        breakers = [row for row in breakers if row.name not in hidden]
         features = [_without_breakers(feature, hidden) for feature in features]
     return {
         "version": config_version(),
@@ -73,6 +77,11 @@ def config_snapshot(*, source: Source | None = None) -> dict:
             )
         ],
     }
+
+
+def _may_know(row: Breaker, source: Source) -> bool:
+    """Whether a service reporting as `source` is sent the breaker's config: its own, or nobody's yet."""
+    return row.is_run_by(source) or row.is_unassigned
 
 
 def _without_breakers(feature: dict, hidden: set[str]) -> dict:
@@ -116,19 +125,36 @@ def console_source() -> Source:
     """The source the console's own events belong to, created on first use."""
     source = Source.objects.filter(slug=CONSOLE_SOURCE_SLUG).first()
     if source is None:
-        source, _key = services.source_create(name="Incident console", slug=CONSOLE_SOURCE_SLUG)
+        try:
+            source, _key = services.source_create(name="Incident console", slug=CONSOLE_SOURCE_SLUG)
+        except (IntegrityError, ValidationError):
+            # Another console thread or process made it first (source_create rolled its own part back).
+            source = Source.objects.get(slug=CONSOLE_SOURCE_SLUG)
     return source
 
 
-def breakers_refused(*, source: Source, names: set[str]) -> dict[str, str]:
-    """The named breakers `source` may not report on, each with why: only the source that runs one may."""
+def breakers_claim(*, source: Source, names: set[str]) -> dict[str, str]:
+    """Give `source` the named breakers nobody runs yet; answer those it may not report, each with why.
+
+    Call it in the transaction that records the report, so that a refused or failed report claims nothing.
+    """
     if source.slug == CONSOLE_SOURCE_SLUG:
         return {name: "the console's own source is reported by console processes, not over the API" for name in names}
-    console_own = "is the console's own: only console processes report it"
-    refused = {name: console_own for name in names if is_console_breaker_name(name)}
-    for row in Breaker.objects.filter(name__in=names - refused.keys()):
-        if not row.is_run_by(source):
-            refused[row.name] = console_own if row.source_id is None else "is run by another source"
+    refused = {
+        name: "is the console's own: only console processes report it"
+        for name in names
+        if is_console_breaker_name(name)
+    }
+    claimed = False
+    # Those it runs left out, the rest is others' or unassigned. In name order, so that two reports
+    # claiming the same breakers lock their rows in the same order (no deadlock).
+    for row in Breaker.objects.filter(name__in=names - refused.keys()).exclude(source=source).order_by("name"):
+        if row.claim(source):
+            claimed = True
+        else:
+            refused[row.name] = "is run by another source"
+    if claimed:
+        config_version_bump()  # other sources' services must drop the breaker from their config
     return refused
 
 
@@ -146,7 +172,7 @@ def transition_record(
 ) -> BreakerTransition:
     """Keep a transition in the breaker's history and report it as an event of `source`, which reported it."""
     breaker = Breaker.objects.filter(name=breaker_name).select_related("error_type").first()
-    if breaker is not None and not breaker.is_run_by(source):
+    if breaker is not None and not breaker.keeps_history_from(source):
         breaker = None  # another's breaker of the same name: the transition is not part of its history
     with transaction.atomic():
         row, created = BreakerTransition.objects.get_or_create(

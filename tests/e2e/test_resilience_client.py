@@ -254,5 +254,26 @@ def test_a_breaker_the_service_does_not_run_is_refused_and_its_other_figures_sti
     assert not ErrorEvent.objects.filter(tags__breaker="redis").exists()
 
 
+def test_a_breaker_defined_without_a_source_is_applied_and_then_taken_by_the_service_that_reports_it(
+    live_console, shop, token, installed
+):
+    # The README's flow: an admin defines payments-api (no source), the service runs @resilient on it.
+    Breaker.objects.create(name="payments-api", failure_rate_threshold=25.0, minimum_calls=5, window_size=10)
+    versions = Versions()
+    options = {"poll_seconds": 0.1, "windows_seconds": 0.1, "flush_seconds": 0.1, "on_config": versions}
+    installed.append(configure(live_console.url, token, **options))
+    assert versions.await_count(1)
+    assert get_runtime().breaker("payments-api").config.failure_rate_threshold == 25.0
+
+    @resilient(breaker="payments-api")
+    def charge() -> str:
+        return "charged"
+
+    assert charge() == "charged"
+    mine = BreakerWindow.objects.filter(source=shop, breaker_name="payments-api", calls=1)
+    assert wait_until(mine.exists)
+    assert Breaker.objects.get(name="payments-api").source == shop
+
+
 def _refused() -> None:
     raise ConnectionError("refused")

@@ -153,17 +153,19 @@ def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
 
 def test_the_list_shows_failure_rate_and_calls_summed_over_the_processes_reporting(admin_client, settings):
     settings.RESILIENCE_WINDOW_REPORT_SECONDS = 5  # reports older than a few intervals no longer count
-    Breaker.objects.create(name="payments-api", window_size=100, minimum_calls=50, failure_rate_threshold=50)
+    # One of the console's own breakers: this process runs it and reports its window as console processes do.
+    name = "notify:payments-hook"
+    Breaker.objects.create(name=name, window_size=100, minimum_calls=50, failure_rate_threshold=50)
     runtime = console.runtime()
     console.apply_saved_config(runtime)
-    breaker = runtime.breaker("payments-api")
+    breaker = runtime.breaker(name)
     for _ in range(3):
         breaker.call(lambda: "ok")
         with pytest.raises(ConnectionError):
             breaker.call(_refused)
     console.report_windows(runtime)
     console.flush_reports()
-    window = {"breaker": "payments-api", "state": "closed", "mode": "auto", "slow_calls": 1, "not_permitted": 0}
+    window = {"breaker": name, "state": "closed", "mode": "auto", "slow_calls": 1, "not_permitted": 0}
     now = timezone.now()
     windows_record(process="web-2:77", windows=[{**window, "calls": 4, "failures": 0}], at=now)
     # A process that stopped reporting an hour ago no longer counts.
@@ -226,3 +228,45 @@ def test_transitions_become_one_incident_per_breaker_and_state_with_the_breakers
     assert (opened.error_type, opened.category, opened.event_count) == (server_errors, server_errors.category, 2)
     assert opened.events.first().component == "payments"
     assert Incident.objects.filter(source__slug="console").count() == 2  # opened, and closed again
+
+
+def test_the_form_offers_the_source_and_says_what_an_empty_one_means(admin_client, source):
+    page = admin_client.get(ADD).content.decode()
+    assert 'name="source"' in page and source.name in page
+    assert "Empty: the first source to report it takes it" in page
+
+    assert admin_client.post(ADD, form_data(source=source.pk)).status_code == 302
+    assert Breaker.objects.get(name="payments-api").source == source
+
+
+def test_the_list_shows_each_breakers_source_and_filters_by_it(admin_client, source):
+    Breaker.objects.create(name="payments-api", source=source)
+    Breaker.objects.create(name="search-api")
+
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert f'<td class="field-source nowrap">{source.name}</td>' in page and "search-api" in page
+    filtered = admin_client.get(CHANGELIST, {"source__id__exact": source.pk}).content.decode()
+    assert "payments-api" in filtered and "search-api" not in filtered
+    unassigned = admin_client.get(CHANGELIST, {"source__isnull": "True"}).content.decode()
+    assert "search-api" in unassigned and "payments-api" not in unassigned
+
+
+def test_the_transitions_inline_names_the_source_that_reported_each(admin_client, source):
+    breaker = Breaker.objects.create(name="payments-api", source=source)
+    BreakerTransition.objects.create(
+        breaker_name="payments-api",
+        breaker=breaker,
+        source=source,
+        from_state="closed",
+        to_state="open",
+        mode="auto",
+        generation=1,
+        process="shop-1:7",
+        reason="failure rate 80%",
+        at=timezone.now(),
+    )
+
+    page = admin_client.get(reverse("admin:resilience_breaker_change", args=[breaker.pk])).content.decode()
+
+    inline = page[page.index("Transitions (newest first)") :]
+    assert "failure rate 80%" in inline and source.name in inline

@@ -34,13 +34,21 @@ def fresh_runtime():
 
 
 @pytest.fixture
-def payments(db):
-    return Breaker.objects.create(name="payments-api", window_size=20, minimum_calls=5, failure_rate_threshold=40)
+def payments(source):
+    return Breaker.objects.create(
+        name="payments-api", source=source, window_size=20, minimum_calls=5, failure_rate_threshold=40
+    )
 
 
-def report(process: str, breaker: str, *, calls: int, failures: int, slow_calls: int = 0, ago=timedelta(0)):
-    window = {"breaker": breaker, "state": "closed", "mode": "auto", "slow_calls": slow_calls, "not_permitted": 0}
-    windows_record(process=process, windows=[{**window, "calls": calls, "failures": failures}], at=timezone.now() - ago)
+def report(process: str, breaker: Breaker, *, calls: int, failures: int, slow_calls: int = 0, ago=timedelta(0)):
+    """A window report from a process of the service that runs `breaker`."""
+    window = {"breaker": breaker.name, "state": "closed", "mode": "auto", "slow_calls": slow_calls, "not_permitted": 0}
+    windows_record(
+        source=breaker.source,
+        process=process,
+        windows=[{**window, "calls": calls, "failures": failures}],
+        at=timezone.now() - ago,
+    )
 
 
 def ingest(client, key, **fields):
@@ -55,9 +63,9 @@ def test_the_list_keys_every_breaker_by_name_with_its_shared_state_and_summed_wi
     settings.RESILIENCE_WINDOW_REPORT_SECONDS = 60  # reports older than a few intervals no longer count
     Breaker.objects.create(name="search-api")
     console.breaker("payments-api").force_open(reason="maintenance")
-    report("web-1:10", "payments-api", calls=10, failures=4, slow_calls=1)
-    report("web-2:20", "payments-api", calls=6, failures=2)
-    report("gone:1", "payments-api", calls=90, failures=90, ago=timedelta(hours=1))  # stopped reporting
+    report("web-1:10", payments, calls=10, failures=4, slow_calls=1)
+    report("web-2:20", payments, calls=6, failures=2)
+    report("gone:1", payments, calls=90, failures=90, ago=timedelta(hours=1))  # stopped reporting
 
     response = api_as("viewer").get(BREAKERS)
 
@@ -107,7 +115,7 @@ def test_the_detail_shows_config_state_each_processs_window_and_the_latest_twent
     payments.error_type = ErrorType.objects.get(code="API_SERVER_ERROR")
     payments.failure_statuses = "5xx, 429"
     payments.save()
-    report("web-1:10", "payments-api", calls=10, failures=1)
+    report("web-1:10", payments, calls=10, failures=1)
     now = timezone.now()
     BreakerTransition.objects.bulk_create(
         BreakerTransition(
