@@ -12,26 +12,21 @@ from django.test import Client
 from django.urls import reverse
 
 from incidents import services
-from resilience import console
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.support import wait_until
 
-# Reports are written by the API's own transactions (and, in the race, by other threads' connections).
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Reports are written by the API's own transactions (and, in the race, by other threads' connections);
+# the console runtime writes from its own threads: transactional, with a fresh runtime per test.
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 CONFIG = "/api/v1/resilience/config/"
 TRANSITIONS = "/api/v1/resilience/transitions/"
 WINDOWS = "/api/v1/resilience/windows/"
 BREAKERS = "/api/v1/circuit-breakers/"
 ADD = reverse("admin:resilience_breaker_add")
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    console.shutdown()
-    yield
-    console.flush_reports()
-    console.shutdown()
 
 
 @pytest.fixture

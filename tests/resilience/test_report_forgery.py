@@ -10,26 +10,20 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.models import ErrorEvent
-from resilience import console
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from resilience.reporting import config_snapshot, console_source, windows_record
 from tests.api_support import patch_json
 
 # The console's runtime writes from its own threads, which need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 CONFIG = "/api/v1/resilience/config/"
 TRANSITIONS = "/api/v1/resilience/transitions/"
 WINDOWS = "/api/v1/resilience/windows/"
 BREAKERS = "/api/v1/circuit-breakers/"
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    console.shutdown()
-    yield
-    console.flush_reports()
-    console.shutdown()
 
 
 @pytest.fixture
