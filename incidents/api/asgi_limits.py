@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signals
+from django.core.exceptions import SynchronousOnlyOperation
 
 from incidents.api.ingest import IngestRequest, authenticate_headers, error_response
 from incidents.ingest.decoding import body_too_long, check_declared_length
@@ -144,7 +145,13 @@ class BodyLimits:
     @staticmethod
     async def _check_key(guard: _Guard, request: IngestRequest) -> None:
         try:
-            await sync_to_async(_authenticate)(guard, request)
+            try:
+                # A key used within the last second is in the key cache and is checked right here; only a
+                # lookup goes to a thread (Django refuses database access on the loop before any I/O). A hop
+                # onto Django's one sync thread for every request cut uvicorn's ingest rate by a third.
+                authenticate_headers(guard.endpoint, request, guard.source_id)
+            except SynchronousOnlyOperation:
+                await sync_to_async(_authenticate)(guard, request)
         except IngestError:
             raise
         except Exception:
