@@ -48,7 +48,7 @@ class TransitionInline(admin.TabularInline):
 class BreakerAdmin(admin.ModelAdmin):
     list_display = [
         "name",
-        "source",
+        "runs_on",
         "state",
         "failure_rate",
         "calls",
@@ -106,6 +106,13 @@ class BreakerAdmin(admin.ModelAdmin):
                 shared_reason=Subquery(shared.values("last_reason")[:1]),
             )
         )
+
+    @admin.display(description="source", ordering="source__name")
+    def runs_on(self, obj: Breaker) -> str:
+        # Both show no source: say which is which, since only an unassigned one can be taken by a service.
+        if obj.source_id is not None:
+            return obj.source.name
+        return "unassigned" if obj.is_unassigned else "the console's own"
 
     @admin.display(description="state", ordering="shared_state")
     def state(self, obj: Breaker) -> str:
