@@ -42,15 +42,6 @@ def compile_pattern(pattern: str, *, ignore_case: bool = True) -> "Pattern":
         raise PatternError(f"{reason}; {_HINT}") from None
 
 
-def pattern_problem(pattern: str) -> str | None:
-    """Why RE2 cannot run `pattern`, or None."""
-    try:
-        compile_pattern(pattern)
-    except PatternError as error:
-        return str(error)
-    return None
-
-
 def encode_text(text: str) -> bytes:
     """Return `text` as the bytes `Pattern.search` reads; lone surrogates pass through instead of failing."""
     return text.encode("utf-8", "surrogatepass")
@@ -67,7 +58,3 @@ class Pattern:
     def search(self, data: bytes) -> bool:
         """Tell whether the pattern occurs anywhere in `data`."""
         return self._regexp.search(data) is not None
-
-    def search_text(self, text: str) -> bool:
-        """Tell whether the pattern occurs anywhere in `text`."""
-        return self.search(encode_text(text))
