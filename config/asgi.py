@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through body limits to Django, websockets through Channels (origin checked, authenticated)."""
+"""ASGI entry point, the only one the console serves (config/servers.py): HTTP through the ingest fast
+path and body limits to Django, websockets through Channels (origin checked, authenticated)."""
 
 import os
 
@@ -11,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from access.websocket import LiveAuthStack  # noqa: E402
 from incidents.api.asgi_limits import BodyLimits  # noqa: E402
+from incidents.api.lifespan import Lifespan  # noqa: E402
 from incidents.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -18,5 +20,6 @@ application = ProtocolTypeRouter(
         # Django reads (and spools) whole bodies before any view: keys and limits are checked first.
         "http": BodyLimits(django_asgi),
         "websocket": LiveAuthStack(URLRouter(websocket_urlpatterns)),  # origin checked first (access/websocket.py)
+        "lifespan": Lifespan(),
     }
 )

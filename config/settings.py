@@ -227,7 +227,7 @@ INGEST_MAX_COMPRESSED_BYTES = env_int("INGEST_MAX_COMPRESSED_BYTES", 1024 * 1024
 INGEST_MAX_DECOMPRESSED_BYTES = env_int("INGEST_MAX_DECOMPRESSED_BYTES", 20 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH_EVENTS = env_int("INGEST_MAX_BATCH_EVENTS", 500, minimum=1)
 INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
-# Enqueue the digest after storing events; tests that digest in-process turn it off.
+# Ask for the digest after storing events (services.digest_request); tests that digest in-process turn it off.
 INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 # How often each process reads the resilience config version (seconds); Redis, when set, wakes it sooner.
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)
@@ -239,13 +239,6 @@ RESILIENCE_WINDOW_REPORT_SECONDS = env_float("RESILIENCE_WINDOW_REPORT_SECONDS",
 RESILIENCE_STATE_STORE = env_str("RESILIENCE_STATE_STORE", "database")
 if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STORE == "redis" and not REDIS_URL):
     raise ImproperlyConfigured('RESILIENCE_STATE_STORE must be "database", or "redis" with REDIS_URL set')
-# Each web process wakes the digest at most this often (seconds), and once after its last event:
-# longer means bigger, cheaper batches; events still reach their incidents within about this long.
-DIGEST_WAKE_INTERVAL = env_float("DIGEST_WAKE_INTERVAL", 0.5, minimum=0.0)
-# ... but while a web process takes fewer than DIGEST_BUSY_REQUESTS_PER_SECOND ingest requests a second,
-# it wakes the digest this often instead: events reach incidents and the live stream within tens of ms.
-DIGEST_WAKE_INTERVAL_QUIET = env_float("DIGEST_WAKE_INTERVAL_QUIET", 0.02, minimum=0.0)
-DIGEST_BUSY_REQUESTS_PER_SECOND = env_int("DIGEST_BUSY_REQUESTS_PER_SECOND", 200, minimum=1)
 # A worker's claim on a notification attempt; one that dies mid-send is retried after it (seconds).
 NOTIFICATION_LEASE_SECONDS = env_float("NOTIFICATION_LEASE_SECONDS", 60.0, minimum=0.1)
 # Extra key names whose values are scrubbed, on top of the built-in list.
@@ -295,10 +288,12 @@ LIVE_INBOX_BATCHES = env_int("LIVE_INBOX_BATCHES", 50, minimum=1)
 # Live websockets one API token (or one user's sessions) may hold open in a web process; past it the
 # handshake is refused with close code 4429.
 LIVE_MAX_SOCKETS_PER_CLIENT = env_int("LIVE_MAX_SOCKETS_PER_CLIENT", 20, minimum=1)
-# uvicorn (runconsole, config/servers.py) closes a connection whose request headers are not in within
-# HTTP_HEADER_TIMEOUT_SECONDS, or whose body is not within HTTP_BODY_TIMEOUT_SECONDS after them.
+# The web server (config/servers.py) closes a connection whose request headers are not in within
+# HTTP_HEADER_TIMEOUT_SECONDS; a body not complete within HTTP_BODY_TIMEOUT_SECONDS is answered 408.
 HTTP_HEADER_TIMEOUT_SECONDS = env_float("HTTP_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 HTTP_BODY_TIMEOUT_SECONDS = env_float("HTTP_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Web server processes runconsole (`make run`) starts; each serves everything on its own event loop.
+WEB_WORKERS = env_int("WEB_WORKERS", 2, minimum=1)
 
 # Reporting API (/api/v1/): API tokens or a session, roles from groups, one error shape, cursor pages.
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")

@@ -6,8 +6,6 @@ to change state; each incident change leaves a timeline entry naming its actor.
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -15,7 +13,7 @@ from uuid import UUID, uuid4
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -23,6 +21,7 @@ from incidents import live, storage
 from incidents.ingest.classification import classify_and_group
 from incidents.models import (
     Alert,
+    DigestRequest,
     Incident,
     IncidentActivity,
     IngestKey,
@@ -94,14 +93,33 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
 def events_store(
     *, source: Source, events: Sequence[dict], received_at: datetime, error_type: str | None = None
 ) -> list[UUID]:
-    """Classify and fingerprint canonical events, store them durably once per event_id, and wake the digest.
+    """Classify and fingerprint canonical events, store them durably once per event_id, and ask for the digest.
 
     `error_type` classifies every event as that type, bypassing the rules (events the console makes).
     """
     classified = [classify_and_group(event, error_type=error_type) for event in events]
-    if storage.store_events(source_id=source.pk, events=classified, received_at=received_at):
-        digest_waker.wake()
+    classified_events_store(storage.EventWrite(source.pk, classified, received_at))
     return [event["event_id"] for event in events]
+
+
+def classified_events_store(write: storage.EventWrite) -> None:
+    """Store classified events on this thread's connection and ask for their digest once they are committed."""
+    if storage.store_writes([write]):
+        transaction.on_commit(digest_request)  # the digest must find them: after the caller's commit
+
+
+def digest_request() -> None:
+    """Ask for a digest of events just committed: one task is enqueued unless one is already waiting.
+
+    The events are stored whatever happens here: at worst the once-a-minute schedule digests them.
+    """
+    if not settings.INGEST_WAKE_DIGEST:
+        return
+    try:
+        if DigestRequest.ask():
+            digest_enqueue()
+    except Exception:
+        logger.warning("could not ask for the digest; the schedule will run it", exc_info=True)
 
 
 _process_broker: tuple[int, object] | None = None
@@ -134,75 +152,7 @@ def digest_enqueue() -> None:
         through_redis(enqueue)  # the Redis broker, when configured
     except Exception:
         logger.warning("could not enqueue the digest; the schedule will run it", exc_info=True)
-
-
-class DigestWaker:
-    """Enqueue the digest at most once per interval per process, and always once after the last event.
-
-    Waking happens after the events are committed. An event that finds a wake-up sent
-    less than an interval ago gets a timer that wakes the digest again at the end of
-    the interval, so the digest always scans after every stored event, while a burst
-    of thousands of events costs a handful of tasks.
-
-    The interval follows the load: while the process stores fewer than `busy_rate`
-    requests a second it is `quiet_interval` (events reach their incidents, and the live
-    stream, within a few tens of milliseconds); busier, it is `interval`, so the digest
-    works in big batches and ingest keeps its throughput.
-    """
-
-    def __init__(
-        self,
-        interval: float | None = None,
-        quiet_interval: float | None = None,
-        busy_rate: int | None = None,
-        clock=time.monotonic,
-    ):
-        self._clock = clock
-        self.interval = settings.DIGEST_WAKE_INTERVAL if interval is None else interval
-        self.quiet_interval = settings.DIGEST_WAKE_INTERVAL_QUIET if quiet_interval is None else quiet_interval
-        self.busy_rate = settings.DIGEST_BUSY_REQUESTS_PER_SECOND if busy_rate is None else busy_rate
-        self._lock = threading.Lock()
-        self._last = -self.interval
-        self._timer: threading.Timer | None = None
-        self._second, self._this_second, self._previous_second = 0, 0, 0
-
-    def wake(self) -> None:
-        if not settings.INGEST_WAKE_DIGEST:
-            return
-        with self._lock:
-            now = self._clock()
-            interval = self._interval(now)
-            if now - self._last >= interval:
-                self._last = now
-            else:
-                if self._timer is None:
-                    self._timer = threading.Timer(self._last + interval - now, self._fire)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-        digest_enqueue()
-
-    def _interval(self, now: float) -> float:
-        """Count this wake-up in its second; the interval for a rate as high as this second's or the last one's."""
-        second = int(now)
-        if second != self._second:
-            self._previous_second = self._this_second if second == self._second + 1 else 0
-            self._second, self._this_second = second, 0
-        self._this_second += 1
-        busy = max(self._this_second, self._previous_second) >= self.busy_rate
-        return self.interval if busy else min(self.quiet_interval, self.interval)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._last = self._clock()
-        try:
-            digest_enqueue()
-        finally:
-            connection.close()  # the timer thread's own connection goes back
-
-
-digest_waker = DigestWaker()
+        DigestRequest.take()  # no task is waiting after all: the next commit asks again
 
 
 # Incident lifecycle

@@ -2,10 +2,12 @@
 
 from incidents import alerting, delivery, live
 from incidents.digest import digest_pending
+from incidents.models import DigestRequest
 
 
 def digest_events() -> int:
     """Digest every pending event, then evaluate the alert rules those events touch (once per digest)."""
+    DigestRequest.take()  # before reading: what is committed from now on asks for the next digest
     touched: set[tuple[int, int]] = set()
     digested = digest_pending(touched=touched)
     if touched:

@@ -1,16 +1,17 @@
 """Builders for what real clients send: sentry-sdk envelopes and native events."""
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 import sentry_sdk
-from django.core import signals
-from django.db import close_old_connections, connection
+from asgiref.sync import async_to_sync
+from django.db import connection
 from django.http import HttpResponse
-from django.test import RequestFactory
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.transport import HttpTransport
 
@@ -128,32 +129,61 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, interv
 
 
 class FastPathClient:
-    """Posts through config.wsgi's application, ingest fast path included, as a WSGI server would.
+    """Posts through config.asgi's application, as the web server does: the ingest fast path, its
+    checks on the event loop and its group-commit writer included.
 
-    Like Django's test client, it keeps the test's database connection open across requests.
+    The writer stores events on its own connection, so a test using this client must commit what
+    the request needs (its source and key): mark it `django_db(transaction=True, serialized_rollback=True)`,
+    or take the `fast_path` parameter of FAST_PATH_PARAMS.
     """
 
     def __init__(self):
-        from config.wsgi import application
+        from config.asgi import application
 
         self.application = application
-        self.factory = RequestFactory()
 
     def post(self, path: str, data=b"", content_type: str = "application/octet-stream", **extra) -> HttpResponse:
-        environ = self.factory.post(path, data=data, content_type=content_type, **extra).environ
-        started = []
-        signals.request_started.disconnect(close_old_connections)
-        signals.request_finished.disconnect(close_old_connections)
-        try:
-            chunks = self.application(environ, lambda status, headers: started.append((status, headers)))
-            content = b"".join(chunks)
-        finally:
-            signals.request_started.connect(close_old_connections)
-            signals.request_finished.connect(close_old_connections)
-        [(status, headers)] = started
-        response = HttpResponse(content, status=int(status.split()[0]), headers=dict(headers))
+        body = data.encode() if isinstance(data, str) else data
+        path, _, query = path.partition("?")
+        headers = [(b"content-type", content_type.encode())]
+        if "CONTENT_LENGTH" not in extra:
+            headers.append((b"content-length", str(len(body)).encode()))
+        for name, value in extra.items():
+            if name.startswith("HTTP_") or name in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+                header = name.removeprefix("HTTP_").replace("_", "-").lower()
+                if value != "":
+                    headers.append((header.encode(), str(value).encode("latin-1")))
+        scope = {
+            "type": "http", "method": "POST", "path": path, "query_string": query.encode(), "headers": headers,
+            "client": ("127.0.0.1", 50000), "server": ("testserver", 80), "scheme": "http",
+        }  # fmt: skip
+        sent: list[dict] = []
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if pending:
+                return pending.pop()
+            await asyncio.Event().wait()  # the client stays: Django cancels a request whose client left
+
+        async def send(message):
+            sent.append(message)
+
+        async_to_sync(self.application)(scope, receive, send)
+        start = next(message for message in sent if message["type"] == "http.response.start")
+        content = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+        response = HttpResponse(
+            content, status=start["status"], headers={k.decode(): v.decode() for k, v in start["headers"]}
+        )
         response.json = lambda: json.loads(content)
         return response
+
+
+# For a `client` fixture over both ways in: Django's test client in the test's transaction, and the
+# fast path, whose writer needs what the test made committed.
+FAST_PATH_PARAMS = [
+    "django",
+    pytest.param("fastpath", marks=pytest.mark.django_db(transaction=True, serialized_rollback=True)),
+]
 
 
 def database_url_for_processes() -> str:

@@ -1,16 +1,23 @@
-"""ASGI middleware that authenticates ingest requests and bounds every request body while it is read.
+"""ASGI middleware in front of Django: ingest keys and body limits first, and the ingest fast path.
 
 Django's ASGIHandler reads a whole request body, spooling it to a temporary file, before any
-view runs: under uvicorn an unauthenticated 1.5 GiB upload was stored and only then answered
-401. This middleware runs in front of it. For the URLs that take ingest keys it checks the key
-in the headers or query, and the declared Content-Length, before reading a byte; then, for
-every HTTP request, it reads the body itself, counting what arrives (chunked bodies too), and
-refuses as soon as it passes the limit. A body within the limit is handed to Django whole.
-Refusals close the connection, so the server stops reading the rest of the upload.
+view runs: an unauthenticated 1.5 GiB upload was stored and only then answered 401. This
+middleware runs in front of it. For the URLs that take ingest keys it checks the key in the
+headers or query, and the declared Content-Length, before reading a byte; then, for every HTTP
+request, it reads the body itself, counting what arrives (chunked bodies too), and refuses as
+soon as it passes the limit or stops arriving for HTTP_BODY_TIMEOUT_SECONDS. Refusals close the
+connection, so the server stops reading the rest of the upload.
 
-The WSGI fast path (incidents.api.fastpath) runs the same checks, in the same order, under granian.
+The three event endpoints are then answered right here, on the event loop, by the same endpoint
+code Django's views run (`ingest_async`): Django's handler, URL resolver, middleware and the hop
+to its sync thread cost more than the whole endpoint, and none of them does anything for
+requests that ingest keys, not sessions or CSRF tokens, authenticate. Every other request, a
+body within the limit, is handed to Django whole.
 """
 
+import asyncio
+import dataclasses
+import io
 import json
 import logging
 import re
@@ -22,7 +29,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import SynchronousOnlyOperation
 
-from incidents.api.ingest import IngestRequest, authenticate_headers, error_response
+from incidents.api.ingest import IngestRequest, authenticate_headers, error_response, ingest_async
 from incidents.ingest.decoding import body_too_long, check_declared_length
 from incidents.ingest.errors import IngestError
 from resilience import api as resilience_api
@@ -40,22 +47,28 @@ _BEARER_PATHS = (
 )
 
 
+_NATIVE_EVENTS_PATH = "/api/v1/events/"
+
+
 @dataclass(frozen=True)
 class _Guard:
-    """What a request must pass: an ingest endpoint's key check (None for none), its source, and a body limit."""
+    """What a request must pass: an ingest endpoint's key check (None for none), its source, and a body limit;
+    and whether this middleware answers it itself (the event endpoints)."""
 
     endpoint: str | None
     source_id: int | None
     limit: int | None
+    answer_here: bool = False
 
 
 def _guard_for(scope: dict) -> _Guard:
     path, post = scope["path"], scope["method"] == "POST"
     if post and (match := _SENTRY_PATH.fullmatch(path)):
-        return _Guard(match["endpoint"], int(match["source_id"]), settings.INGEST_MAX_COMPRESSED_BYTES)
+        return _Guard(match["endpoint"], int(match["source_id"]), settings.INGEST_MAX_COMPRESSED_BYTES, True)
     if post and path in _BEARER_PATHS:
-        limit = resilience_api.MAX_BODY_BYTES if "/resilience/" in path else settings.INGEST_MAX_COMPRESSED_BYTES
-        return _Guard("native", None, limit)  # the native endpoint's Bearer check and plain JSON errors
+        if path == _NATIVE_EVENTS_PATH:
+            return _Guard("native", None, settings.INGEST_MAX_COMPRESSED_BYTES, True)
+        return _Guard("native", None, resilience_api.MAX_BODY_BYTES)  # the native endpoint's Bearer check
     # Everything else is a form or a JSON API call, which Django refuses over this size anyway.
     return _Guard(None, None, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
@@ -85,7 +98,20 @@ def _authenticate(guard: _Guard, request: IngestRequest) -> None:
 
 
 async def _read_within(receive, limit: int) -> dict | None:
-    """Read the whole body as one message, raising 413 once it passes the limit; None if the client left."""
+    """Read the whole body as one message, raising 413 once it passes the limit; None if the client left.
+
+    A body that is not complete within HTTP_BODY_TIMEOUT_SECONDS is a 408: a client sending a byte
+    now and then must not hold a connection, and the memory of its body so far, for ever.
+    """
+    try:
+        async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_SECONDS):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        seconds = settings.HTTP_BODY_TIMEOUT_SECONDS
+        raise IngestError(408, "body", f"the body was not complete within {seconds:g} s") from None
+
+
+async def _read_all(receive, limit: int) -> dict | None:
     chunks, received = [], 0
     while True:
         message = await receive()
@@ -106,12 +132,16 @@ async def _refuse(send, endpoint: str | None, error: IngestError) -> None:
     else:
         response = error_response(endpoint, error)
         status, body, headers = response.status, response.body, response.headers
+    # The rest of the body is not wanted: the server closes the connection instead of reading it.
+    await _respond(send, status, body, headers, close=True)
+
+
+async def _respond(send, status: int, body: dict, headers: dict[str, str], *, close: bool = False) -> None:
     payload = json.dumps(body).encode()
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
-        # The rest of the body is not wanted: the server closes the connection instead of reading it.
-        (b"connection", b"close"),
+        *([(b"connection", b"close")] if close else []),
         *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -119,7 +149,8 @@ async def _refuse(send, endpoint: str | None, error: IngestError) -> None:
 
 
 class BodyLimits:
-    """Refuse unauthenticated ingest requests and over-limit bodies before Django reads them."""
+    """Refuse unauthenticated ingest requests and over-limit or late bodies before Django reads them;
+    answer the event endpoints without Django."""
 
     def __init__(self, application):
         self.application = application
@@ -140,7 +171,20 @@ class BodyLimits:
             return await _refuse(send, guard.endpoint, error)
         if message is None:
             return None  # the client went away before sending its whole body: nobody to answer
+        if guard.answer_here:
+            return await self._ingest(guard, request, message["body"], send)
         return await self.application(scope, _replay(message, receive), send)
+
+    @staticmethod
+    async def _ingest(guard: _Guard, request: IngestRequest, body: bytes, send) -> None:
+        request = dataclasses.replace(request, stream=io.BytesIO(body), content_length=len(body))
+        try:
+            response = await ingest_async(guard.endpoint, request, guard.source_id)
+        except Exception:
+            logger.exception("Internal Server Error: ingest (%s)", guard.endpoint)
+            body, status = {"error": "internal error; the event was not stored", "field": "body"}, 500
+            return await _respond(send, status, body, {})
+        await _respond(send, response.status, response.body, response.headers)
 
     @staticmethod
     async def _check_key(guard: _Guard, request: IngestRequest) -> None:
@@ -148,7 +192,7 @@ class BodyLimits:
             try:
                 # A key used within the last second is in the key cache and is checked right here; only a
                 # lookup goes to a thread (Django refuses database access on the loop before any I/O). A hop
-                # onto Django's one sync thread for every request cut uvicorn's ingest rate by a third.
+                # onto Django's one sync thread for every request cut the ingest rate by a third.
                 authenticate_headers(guard.endpoint, request, guard.source_id)
             except SynchronousOnlyOperation:
                 await sync_to_async(_authenticate)(guard, request)

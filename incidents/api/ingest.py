@@ -1,17 +1,22 @@
 """Ingest endpoints: the native JSON API and the Sentry-compatible store and envelope.
 
-The hot path. Each endpoint does only authentication, limits, parsing and one durable
-INSERT, and is written against `IngestRequest` rather than Django's HttpRequest, so
-that it runs both as a Django view (the URLconf, ASGI, tests) and behind the WSGI fast
-path in `incidents.api.fastpath`, which skips Django's middleware and URL resolving.
+The hot path. Each endpoint does only authentication, limits, parsing, classification and
+one durable INSERT, and is written against `IngestRequest` rather than Django's HttpRequest,
+so that it runs both as a Django view (the URLconf, tests) and on the web server's event loop
+in front of Django (`ingest_async`, called by incidents.api.asgi_limits), where the events of
+concurrent requests are committed together (incidents.ingest.writer).
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core import signals
+from django.core.exceptions import SynchronousOnlyOperation
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -20,13 +25,16 @@ from django.views.decorators.http import require_POST
 from incidents import services
 from incidents.api.metrics import INGEST_LATENCY
 from incidents.api.unavailable import DATABASE_ERRORS, unavailable_error, unavailable_headers
+from incidents.ingest.classification import classify_and_group
 from incidents.ingest.decoding import read_body
 from incidents.ingest.errors import IngestError
 from incidents.ingest.native import parse_native
 from incidents.ingest.normalize import normalize_native_event, normalize_sentry_event
 from incidents.ingest.sentry import key_from_dsn, parse_auth_header, parse_envelope, parse_store
+from incidents.ingest.writer import event_writer
 from incidents.models import IngestKey, Source
 from incidents.quotas import quota_consume
+from incidents.storage import EventWrite
 
 
 @dataclass(frozen=True)
@@ -117,24 +125,35 @@ def _read(request: IngestRequest) -> bytes:
     )
 
 
-def _accept(source: Source, events: list[dict]) -> list:
-    """Check the source's environments and quota, then store the events."""
+@dataclass(frozen=True)
+class Admitted:
+    """A request that passed every check: the events to store (classified) and the answer once they are."""
+
+    write: EventWrite
+    body: dict
+
+
+def _admit(source: Source, events: list[dict], received_at) -> EventWrite:
+    """Check the source's environments, classify the events, then count them against the source's quota.
+
+    The quota comes last: every step before it only reads (caches, or the database when they are
+    stale), so the fast path may run it again in a thread when a cache needs the database.
+    """
     for index, event in enumerate(events):
         if not source.accepts_environment(event["environment"]):
             field = f"events[{index}].environment" if len(events) > 1 else "environment"
             raise IngestError(
                 400, field, f"{event['environment']!r} is not one of this source's environments {source.environments}"
             )
+    classified = [classify_and_group(event) for event in events]
     retry_after = quota_consume(source_id=source.pk, limit_per_minute=source.effective_rate_limit, amount=len(events))
     if retry_after is not None:
         limit = source.effective_rate_limit
         raise IngestError(429, "source", f"rate limit of {limit} events per minute exceeded", retry_after=retry_after)
-    if events:
-        services.events_store(source=source, events=events, received_at=timezone.now())
-    return [event["event_id"] for event in events]
+    return EventWrite(source.pk, classified, received_at)
 
 
-def _sentry_envelope(request: IngestRequest, source_id: int) -> dict:
+def _sentry_envelope(request: IngestRequest, source_id: int) -> Admitted:
     """Accept a Sentry envelope; items other than events are skipped."""
     public_key = _sentry_key(request)
     source = _authenticate(public_key, source_id) if public_key else None
@@ -144,20 +163,20 @@ def _sentry_envelope(request: IngestRequest, source_id: int) -> dict:
         source = _authenticate(dsn_key[0] if dsn_key else None, source_id)
     received_at = timezone.now()
     events = [normalize_sentry_event(raw, received_at=received_at) for raw in envelope.events]
-    ids = _accept(source, events)
-    return {"id": _hex(ids[0] if ids else envelope.headers.get("event_id"))}
+    first_id = events[0]["event_id"] if events else envelope.headers.get("event_id")
+    return Admitted(_admit(source, events, received_at), {"id": _hex(first_id)})
 
 
-def _sentry_store(request: IngestRequest, source_id: int) -> dict:
+def _sentry_store(request: IngestRequest, source_id: int) -> Admitted:
     """Accept one event in the legacy store format."""
     source = _authenticate(_sentry_key(request), source_id)
     raw = parse_store(_read(request), max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES)
-    event = normalize_sentry_event(raw, received_at=timezone.now())
-    ids = _accept(source, [event])
-    return {"id": _hex(ids[0])}
+    received_at = timezone.now()
+    event = normalize_sentry_event(raw, received_at=received_at)
+    return Admitted(_admit(source, [event], received_at), {"id": _hex(event["event_id"])})
 
 
-def _native_events(request: IngestRequest, source_id: None = None) -> dict:
+def _native_events(request: IngestRequest, source_id: None = None) -> Admitted:
     """Accept one event or a batch in the console's own JSON format."""
     source = source_for_bearer_key(request.header("Authorization"))
     raw_events = parse_native(_read(request), max_events=settings.INGEST_MAX_BATCH_EVENTS)
@@ -167,10 +186,9 @@ def _native_events(request: IngestRequest, source_id: None = None) -> dict:
         normalize_native_event(raw, received_at=received_at, field_prefix=f"events[{i}]." if prefix else "")
         for i, raw in enumerate(raw_events)
     ]
-    ids = _accept(source, events)
-    if len(ids) == 1:
-        return {"id": _hex(ids[0])}
-    return {"ids": [_hex(event_id) for event_id in ids]}
+    ids = [event["event_id"] for event in events]
+    body = {"id": _hex(ids[0])} if len(ids) == 1 else {"ids": [_hex(event_id) for event_id in ids]}
+    return Admitted(_admit(source, events, received_at), body)
 
 
 def _hex(event_id) -> str | None:
@@ -180,7 +198,7 @@ def _hex(event_id) -> str | None:
 
 
 # endpoint name -> (handler, whether browsers may call it cross-origin)
-ENDPOINTS: dict[str, tuple[Callable[..., dict], bool]] = {
+ENDPOINTS: dict[str, tuple[Callable[..., Admitted], bool]] = {
     "envelope": (_sentry_envelope, True),
     "store": (_sentry_store, True),
     "native": (_native_events, False),
@@ -188,18 +206,58 @@ ENDPOINTS: dict[str, tuple[Callable[..., dict], bool]] = {
 
 
 def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) -> IngestResponse:
-    """Run an ingest endpoint; bad input is its 4xx answer, an unavailable database 503, anything else propagates."""
+    """Run an ingest endpoint, storing on this thread's connection (Django's views, tests).
+
+    Bad input is its 4xx answer, an unavailable database 503, anything else propagates.
+    """
     handler, cors = ENDPOINTS[endpoint]
     started = time.perf_counter()
     try:
-        body = handler(request, source_id)
+        admitted = handler(request, source_id)
+        if admitted.write.events:
+            services.classified_events_store(admitted.write)
     except IngestError as error:
         return _error_response(error, cors)
     except DATABASE_ERRORS as exc:  # nothing was stored: the client should send it again later
         return _error_response(unavailable_error(exc, where=f"ingest ({endpoint})"), cors)
     finally:
         INGEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    return IngestResponse(200, body, dict(_CORS) if cors else {})
+    return IngestResponse(200, admitted.body, dict(_CORS) if cors else {})
+
+
+async def ingest_async(endpoint: str, request: IngestRequest, source_id: int | None = None) -> IngestResponse:
+    """Run an ingest endpoint on the event loop, its events stored by the group-commit writer.
+
+    Parsing and checking run right here: they are CPU work, and a hop to a thread per request
+    would cost more than it frees. Only when a cache needs the database (a key or the rules,
+    at most once a second each) does the request run in a thread instead.
+    """
+    handler, cors = ENDPOINTS[endpoint]
+    started = time.perf_counter()
+    try:
+        try:
+            admitted = handler(request, source_id)
+        except SynchronousOnlyOperation:
+            request.stream.seek(0)
+            admitted = await sync_to_async(_admit_in_thread, thread_sensitive=False)(handler, request, source_id)
+        if admitted.write.events:
+            await asyncio.wrap_future(event_writer.submit(admitted.write))
+    except IngestError as error:
+        return _error_response(error, cors)
+    except DATABASE_ERRORS as exc:
+        return _error_response(unavailable_error(exc, where=f"ingest ({endpoint})"), cors)
+    finally:
+        INGEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    return IngestResponse(200, admitted.body, dict(_CORS) if cors else {})
+
+
+def _admit_in_thread(handler: Callable[..., Admitted], request: IngestRequest, source_id: int | None) -> Admitted:
+    """Run the checks where the database may be used; the thread's connection goes back to the pool after."""
+    signals.request_started.send(sender=ingest_async)
+    try:
+        return handler(request, source_id)
+    finally:
+        signals.request_finished.send(sender=ingest_async)
 
 
 def authenticate_headers(endpoint: str, request: IngestRequest, source_id: int | None = None) -> None:

@@ -45,6 +45,11 @@ def _current_rules() -> _Rules:
     return cached
 
 
+def warm_rules() -> None:
+    """Load the rules now (a web worker's startup), so the first events find them cached."""
+    _current_rules()
+
+
 def classify_and_group(event: dict, *, error_type: str | None = None) -> dict:
     """Return the canonical event with its error type, severity, fingerprint, title and culprit added.
 

@@ -238,6 +238,7 @@ def test_ingested_events_are_counted_by_source_category_and_severity(client, api
     assert metric(scrape(api_as), "console_incidents_open", severity=Severity(incident.severity).label) == 0
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the fast path's writer commits on its own
 def test_ingest_latency_is_observed_on_both_ways_in(client, api_as, ingest_key):
     before = metric(scrape(api_as), "console_ingest_latency_seconds_count", endpoint="native") or 0
     assert post_events(client, ingest_key, [native_event()]).status_code == 200

@@ -1,7 +1,7 @@
 """The ingest endpoints with real client payloads, each case through both ways in.
 
 Every test runs twice: through Django's test client (the URLconf, as under ASGI) and
-through the WSGI fast path that config.wsgi serves.
+through the ASGI fast path that config.asgi serves (the web server's way in).
 """
 
 import gzip
@@ -16,6 +16,7 @@ from django.test import override_settings
 from incidents import services
 from incidents.models import ErrorEvent, Incident
 from tests.support import (
+    FAST_PATH_PARAMS,
     FastPathClient,
     auth_header,
     envelope_bytes,
@@ -28,7 +29,7 @@ from tests.support import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["django", "fastpath"])
+@pytest.fixture(params=FAST_PATH_PARAMS)
 def client(request, client):
     return client if request.param == "django" else FastPathClient()
 
@@ -267,6 +268,7 @@ class TestNativeApi:
         assert "JSON" in response.json()["error"]
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # Django answers in a thread of its own
 def test_the_fast_path_hands_every_other_request_to_django(source, ingest_key):
     response = FastPathClient().post("/api/v1/events/unknown/", data="{}", content_type="application/json")
     assert response.status_code == 404

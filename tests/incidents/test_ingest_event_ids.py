@@ -1,6 +1,6 @@
 """Event ids on every ingest endpoint: a UUID is kept, anything else is a 400 naming event_id, as in the native API.
 
-Every test runs through Django's test client (the URLconf, as under ASGI) and through the WSGI fast path.
+Every test runs through Django's test client (the URLconf) and through the ASGI fast path the web server takes.
 """
 
 import json
@@ -9,14 +9,14 @@ import uuid
 import pytest
 
 from incidents.models import ErrorEvent
-from tests.support import FastPathClient, auth_header, envelope_bytes, native_event, sentry_event
+from tests.support import FAST_PATH_PARAMS, FastPathClient, auth_header, envelope_bytes, native_event, sentry_event
 
 pytestmark = pytest.mark.django_db
 
 NOT_UUIDS = ["not-a-uuid", "0123456789abcdef", 42]
 
 
-@pytest.fixture(params=["django", "fastpath"])
+@pytest.fixture(params=FAST_PATH_PARAMS)
 def client(request, client):
     return client if request.param == "django" else FastPathClient()
 

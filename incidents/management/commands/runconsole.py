@@ -15,6 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from config.servers import web_command
+
 FIRST_RESTART_DELAY = 1.0  # seconds; doubled after each death that follows a short run, up to:
 MAX_RESTART_DELAY = 30.0
 STABLE_SECONDS = 60.0  # a process that ran this long before dying is restarted after the first delay again
@@ -175,14 +177,7 @@ def _die_with_parent() -> None:
 
 
 def _web_command() -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "config.asgi:application",
-        "--host", settings.HOST, "--port", str(settings.PORT), "--no-access-log",
-        # Read deadlines for headers and bodies (uvicorn has none of its own), see config/servers.py.
-        "--http", "config.servers:TimedHttpToolsProtocol",
-        # Open websockets would otherwise hold a stop until the grace runs out.
-        "--timeout-graceful-shutdown", "5",
-    ]  # fmt: skip
+    return web_command(host=settings.HOST, port=settings.PORT, workers=settings.WEB_WORKERS)
 
 
 def _worker_command() -> list[str]:
