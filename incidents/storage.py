@@ -34,10 +34,16 @@ class EventWrite:
 
 @functools.cache
 def _insert_sql(vendor: str, count: int) -> str:
+    """The statement for `count` rows; PostgreSQL's with its own numbered placeholders ($1, $2, ...):
+    psycopg parses %s placeholders on every execute of a statement this long, a tenth of its cost."""
     names = ", ".join(connection.ops.quote_name(field.column) for field in _COLUMNS)
-    row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    width = len(_COLUMNS)
+    if vendor == "postgresql":
+        rows = ("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(count))
+    else:
+        rows = ("(" + ", ".join(["%s"] * width) + ")" for _ in range(count))
     return (
-        f"INSERT INTO {ErrorEvent._meta.db_table} ({names}) VALUES {', '.join([row] * count)} "
+        f"INSERT INTO {ErrorEvent._meta.db_table} ({names}) VALUES {', '.join(rows)} "
         "ON CONFLICT (source_id, event_id) DO NOTHING"
     )
 
@@ -130,9 +136,9 @@ def _insert_prepared(sql: str, params: list) -> int:
     import psycopg
 
     connection.ensure_connection()
-    # A server-side binding cursor lets psycopg reuse the prepared plan on this connection;
-    # its errors are raised as Django's, as a Django cursor's would be.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    # A server-side binding cursor lets psycopg reuse the prepared plan on this connection, and a raw
+    # one takes the statement as PostgreSQL does; its errors are raised as Django's, as a Django cursor's would be.
+    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.rowcount
 
