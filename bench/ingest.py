@@ -408,24 +408,30 @@ def ratio(value: float, ceiling: float | None) -> str:
     return f"{value / ceiling:.2f}" if ceiling else "-"
 
 
+CEILINGS = {"bare": "x bare granian", "bare-gunicorn": "x bare gunicorn"}
+
+
 def print_table(results: dict, servers, counts: list[int]) -> None:
-    ceiling = results.get("bare", {})
+    """One row per server and connection count; each figure also as a ratio to every ceiling measured."""
+    ceilings = [name for name in CEILINGS if name in results]
+    ratios = "".join(f" {CEILINGS[name]} |" for name in ceilings)
     print(
-        "\n| server | conn | accepted/s | p50 ms | p99 ms | x ceiling | drain s | processed/s | x ceiling | lost |"
-        " load CPU |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        f"\n| server | conn | accepted/s | p50 ms | p99 ms | drain s | processed/s |{ratios} lost | load CPU |"
+        f"\n|{'---|' * (9 + len(ceilings))}"
     )
     for server in servers:
         for count in counts:
             row = results[server.name][count]
-            top = ceiling.get(count, {}).get("accepted/s")
             drain = f"{row['drain s']:.2f}" + (f" ({row['waiting']} left)" if row["waiting"] else "")
+            against = "".join(
+                f" {ratio(row['processed/s'], results[name].get(count, {}).get('accepted/s'))} |" for name in ceilings
+            )
             print(
                 f"| {server.title} | {count} | {row['accepted/s']:.0f} | {row['p50']:.1f} | {row['p99']:.1f} |"
-                f" {ratio(row['accepted/s'], top) if server.name != 'bare' else '1.00'} |"
-                f" {drain if server.console else '-'} | {row['processed/s']:.0f} |"
-                f" {ratio(row['processed/s'], top) if server.name != 'bare' else '1.00'} | {row['lost']} |"
+                f" {drain if server.console else '-'} | {row['processed/s']:.0f} |{against} {row['lost']} |"
                 f" {row['client cpu %']:.0f} % |"
             )
+    print("ratios: processed events/s (accepted and digested) to the ceiling's accepted requests/s at that count")
 
 
 def main() -> None:
@@ -433,7 +439,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20, help="seconds of load per connection count")
     parser.add_argument("--connections", default="1,4,16", help="connection counts, comma-separated")
-    parser.add_argument("--servers", default="bare,make-run,production,embedded", help="see bench/servers.py")
+    parser.add_argument(
+        "--servers", default="bare,bare-gunicorn,make-run,production,embedded", help="see bench/servers.py"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120, help="seconds to wait for the digest")
     args = parser.parse_args()
     counts = [int(n) for n in args.connections.split(",")]

@@ -52,7 +52,11 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
 
     def argvs(self, port: int) -> list[list[str]]:
-        interpreters = {"python": [sys.executable], "granian": [sys.executable, "-m", "granian"]}
+        interpreters = {
+            "python": [sys.executable],
+            "granian": [sys.executable, "-m", "granian"],
+            "gunicorn": [sys.executable, "-m", "gunicorn"],
+        }
         argvs = []
         for command in self.commands:
             program, *args = shlex.split(command.format(port=port))
@@ -73,6 +77,16 @@ SERVERS = {
             uses_redis=False,
             console=False,
             env={"DATABASE_POOL_MAX": "3"},  # one connection per thread, and one spare
+        ),
+        Server(
+            name="bare-gunicorn",
+            title="bare one-INSERT view, gunicorn 3 sync workers (the issue's ceiling)",
+            commands=(
+                "gunicorn --workers 3 --bind 127.0.0.1:{port} --log-level warning bench.bare_insert:application",
+            ),
+            uses_redis=False,
+            console=False,
+            env={"DATABASE_POOL_MAX": "2"},
         ),
         Server(
             name="make-run",

@@ -126,7 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per run (whole seconds: wrk's unit)")
     parser.add_argument("--connections", default="1,4,16")
-    parser.add_argument("--servers", default="bare,make-run,production,embedded", help="see bench/servers.py")
+    parser.add_argument(
+        "--servers", default="bare,bare-gunicorn,make-run,production,embedded", help="see bench/servers.py"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -141,14 +143,15 @@ def main() -> None:
         with Running(server) as running:
             results[server.name] = measure(running, counts, args.duration)
         running.report_rss()
-    ceiling = results.get("bare")
-    print("\n| server | conn | accepted/s | p50 ms | p99 ms | x ceiling |\n|---|---|---|---|---|---|")
+    ceilings = [name for name in ("bare", "bare-gunicorn") if name in results]
+    heads = "".join(f" x {name} |" for name in ceilings)
+    print(f"\n| server | conn | accepted/s | p50 ms | p99 ms |{heads}\n|{'---|' * (5 + len(ceilings))}")
     for server in servers:
         for count in counts:
             row = results[server.name][count]
-            ratio = f"{row['accepted/s'] / ceiling[count]['accepted/s']:.2f}" if ceiling else "-"
-            figures = f"{row['accepted/s']:.0f} | {row['p50']:.1f} | {row['p99']:.1f} | {ratio}"
-            print(f"| {server.title} | {count} | {figures} |")
+            ratios = "".join(f" {row['accepted/s'] / results[name][count]['accepted/s']:.2f} |" for name in ceilings)
+            figures = f"{row['accepted/s']:.0f} | {row['p50']:.1f} | {row['p99']:.1f} |"
+            print(f"| {server.title} | {count} | {figures}{ratios}")
     print(f"\ncommand: .venv/bin/python {shlex.join(['bench/wrk_ingest.py', *sys.argv[1:]])}")
 
 

@@ -239,6 +239,10 @@ RESILIENCE_WINDOW_REPORT_SECONDS = env_float("RESILIENCE_WINDOW_REPORT_SECONDS",
 RESILIENCE_STATE_STORE = env_str("RESILIENCE_STATE_STORE", "database")
 if RESILIENCE_STATE_STORE not in ("database", "redis") or (RESILIENCE_STATE_STORE == "redis" and not REDIS_URL):
     raise ImproperlyConfigured('RESILIENCE_STATE_STORE must be "database", or "redis" with REDIS_URL set')
+# Digests start at most this often (seconds): events of a busy moment join one digest (incidents.models.DigestRequest).
+DIGEST_MIN_INTERVAL_SECONDS = env_float("DIGEST_MIN_INTERVAL_SECONDS", 0.05, minimum=0.0)
+# Threads per web process committing ingested events (PostgreSQL; SQLite takes one writer at a time).
+INGEST_WRITER_THREADS = env_int("INGEST_WRITER_THREADS", 3, minimum=1)
 # A worker's claim on a notification attempt; one that dies mid-send is retried after it (seconds).
 NOTIFICATION_LEASE_SECONDS = env_float("NOTIFICATION_LEASE_SECONDS", 60.0, minimum=0.1)
 # Extra key names whose values are scrubbed, on top of the built-in list.

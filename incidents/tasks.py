@@ -1,5 +1,7 @@
 """django-q2 task functions: they take ids, refetch, and call services."""
 
+from django.conf import settings
+
 from incidents import alerting, delivery, live
 from incidents.digest import digest_pending
 from incidents.models import DigestRequest
@@ -7,7 +9,8 @@ from incidents.models import DigestRequest
 
 def digest_events() -> int:
     """Digest every pending event, then evaluate the alert rules those events touch (once per digest)."""
-    DigestRequest.take()  # before reading: what is committed from now on asks for the next digest
+    # Before reading: what is committed from now on asks for the next digest.
+    DigestRequest.take(min_interval=settings.DIGEST_MIN_INTERVAL_SECONDS)
     touched: set[tuple[int, int]] = set()
     digested = digest_pending(touched=touched)
     if touched:

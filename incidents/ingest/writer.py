@@ -3,8 +3,8 @@
 A bare view that INSERTs one row per request pays a commit (a WAL flush on PostgreSQL, a
 write-lock turn on SQLite) and a round trip per request, and on 2 cores the database's side of
 that is half the machine. Here the requests of one process hand their events to one writer
-thread; it takes whatever has queued up while it wrote the previous batch, stores it all in one
-transaction, and only then answers each request: every answer still means "durable", but under
+thread (a few on PostgreSQL); it takes whatever has queued up while it wrote the previous batch,
+stores it all in one transaction, and only then answers each request: every answer still means "durable", but under
 load a commit serves tens of requests, and with one client it is the same single statement as
 before. No library does this for Django; psycopg's pipeline mode batches round trips, not
 commits.
@@ -25,6 +25,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from incidents import services, storage
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Rows per transaction at most: a burst is written in several commits rather than one huge one.
 MAX_BATCH_ROWS = 2000
+# A thread idle this long gives its database connection back to the pool (seconds).
+IDLE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class _Pending:
 
 
 class EventWriter:
-    """One thread per process storing the events that requests submit, many requests per commit."""
+    """The threads of a process storing the events that requests submit, many requests per commit."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
@@ -63,7 +66,8 @@ class EventWriter:
         with self._lock:
             if self._pid != os.getpid():  # a forked server worker starts its own: threads do not survive fork
                 self._queue, self._committed = queue.SimpleQueue(), threading.Event()
-                threading.Thread(target=self._run, daemon=True, name="event-writer").start()
+                for number in range(_writer_threads()):
+                    threading.Thread(target=self._run, daemon=True, name=f"event-writer-{number}").start()
                 threading.Thread(target=self._ask_for_digests, daemon=True, name="digest-asker").start()
                 self._pid = os.getpid()
 
@@ -77,20 +81,23 @@ class EventWriter:
                 stored = 0
             if stored:
                 self._committed.set()
-            if self._queue.empty():
-                _release_connection()
 
     def _ask_for_digests(self) -> None:
         while True:
-            self._committed.wait()
+            if not self._committed.wait(IDLE_SECONDS):
+                _release_connection()
+                self._committed.wait()
             self._committed.clear()  # before asking: a commit from now on is asked for again
             services.digest_request()
-            if not self._committed.is_set():
-                _release_connection()
 
     def _next_batch(self) -> list[_Pending]:
         """Wait for one write, then take every write already queued behind it, up to MAX_BATCH_ROWS."""
-        batch = [self._queue.get()]
+        try:
+            first = self._queue.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            _release_connection()
+            first = self._queue.get()
+        batch = [first]
         rows = len(batch[0].write.events)
         while rows < MAX_BATCH_ROWS:
             try:
@@ -130,9 +137,18 @@ class EventWriter:
             connection.close()  # back to the pool, which replaces it; the next batch gets a fresh one
 
 
+def _writer_threads() -> int:
+    """Writers committing side by side, so that a commit waiting for its WAL flush does not hold up the
+    requests that arrive meanwhile (PostgreSQL flushes concurrent commits together); SQLite takes
+    one writer at a time, and a second would only wait for the lock."""
+    return settings.INGEST_WRITER_THREADS if connection.vendor == "postgresql" else 1
+
+
 def _release_connection() -> None:
-    """Idle: give a pooled PostgreSQL connection back (the pool checks it, and tests can drop their database).
-    SQLite's is a file handle, kept: opening one again costs more than the write."""
+    """Idle: give a pooled PostgreSQL connection back (the pool checks it before the next use, and tests can
+    drop their database).
+    SQLite's is a file handle, kept: opening one again costs more than the write.
+    """
     if connection.vendor == "postgresql":
         connection.close()
 

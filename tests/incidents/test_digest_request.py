@@ -30,3 +30,13 @@ def test_a_missing_row_is_made_by_the_first_ask():
     DigestRequest.objects.all().delete()
     assert DigestRequest.ask() is True
     assert DigestRequest.ask() is False
+
+
+def test_a_digest_starts_no_sooner_than_the_interval_after_the_last_one():
+    DigestRequest.take(min_interval=0.2)
+    first = DigestRequest.objects.values_list("started_at", flat=True).get(pk=1)
+    DigestRequest.ask()
+    DigestRequest.take(min_interval=0.2)  # waits out the interval: the commits of these 0.2 s join it
+    second = DigestRequest.objects.values_list("started_at", flat=True).get(pk=1)
+    assert (second - first).total_seconds() >= 0.2
+    assert DigestRequest.objects.get(pk=1).requested_at is None
