@@ -4,8 +4,8 @@ and a full sweep of 1,000 rules over rollups of 1,000,000 events.
     .venv/bin/python bench/alerting.py [--trials 30] [--skip-sweep] [--skip-latency]
 
 Latency, once with the django-q2 ORM broker and once with the Redis broker: recreates the
-PostgreSQL database `console_bench_alerts` (BENCH_ALERTS_DATABASE_URL), starts granian on
-config.wsgi and a qcluster, creates a rule (any event, grouped per incident) routed to a
+PostgreSQL database `console_bench_alerts` (BENCH_ALERTS_DATABASE_URL), starts the console's server (granian
+ASGI, 2 workers, config.asgi) and a qcluster, creates a rule (any event, grouped per incident) routed to a
 webhook receiver on loopback, then posts one event of a new incident at a time and measures
 the time from the POST to the receiver getting the firing notification. Prints p50/p95/max.
 
@@ -115,8 +115,8 @@ def latency(broker: str, trials: int) -> list[float]:
     key = manage(env, "shell", "-c", SETUP % f"http://127.0.0.1:{receiver.server_address[1]}/hook").split()[-1]
     port = _free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "config.wsgi:application"],
+        [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2", "config.asgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True)
