@@ -1,4 +1,6 @@
-"""A real server process on the test database whose output (stdout and stderr) the test reads."""
+"""The console's one web server as a real process on the test database: granian's ASGI interface on
+config.asgi, started by the command config.servers.web_command builds (as runconsole and the
+README's production recipe start it), whose output (stdout and stderr) the test reads."""
 
 import contextlib
 import os
@@ -8,12 +10,25 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from tests.e2e.conftest import ROOT, _stop
+from django.test import override_settings
+
+from config.servers import web_command
 from tests.support import database_url_for_processes
 
-# The web server as runconsole starts it (incidents/management/commands/runconsole.py).
-UVICORN = ["-m", "uvicorn", "config.asgi:application", "--http", "config.servers:TimedHttpToolsProtocol"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Output:
@@ -50,6 +65,11 @@ class Output:
             raise AssertionError(f"{ending} before line {nth} with {text!r}:\n{self.text}")
         return line
 
+    def wait_for_the_end(self, timeout: float = 15) -> None:
+        """Return once every process writing to the pipe has closed it: the text is then complete."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.ended, timeout), "the output was not closed in time"
+
     @property
     def text(self) -> str:
         return "".join(self.lines)
@@ -59,57 +79,60 @@ def process_environment(**env) -> dict:
     return {**os.environ, "DATABASE_URL": database_url_for_processes(), "PYTHONPATH": str(ROOT), **env}
 
 
-@contextlib.contextmanager
-def uvicorn(django_db_blocker, *args: str, **env):
-    """uvicorn as runconsole runs it on a port of its own; yield (port, Output) once it serves."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(256)
-    port = listener.getsockname()[1]
-    with django_db_blocker.unblock():
-        environment = process_environment(CONSOLE_URL=f"http://127.0.0.1:{port}", **env)
-    command = [sys.executable, *UVICORN, "--fd", str(listener.fileno()), *args]
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=environment, pass_fds=[listener.fileno()],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    output = Output(server.stdout)
-    try:
-        output.wait_for("Application startup complete")
-        yield port, output
-    finally:
-        _stop(server)
-        listener.close()
-
-
-@contextlib.contextmanager
-def granian(django_db_blocker, *args: str, **env):
-    """granian on config.wsgi with `args`; yield (port, Output) once its worker serves."""
+def free_port() -> int:
+    """A port nothing listens on now, for a server that binds it itself (granian takes no listening socket)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with django_db_blocker.unblock():
-        environment = process_environment(CONSOLE_URL=f"http://127.0.0.1:{port}", **env)
-    command = [
-        sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--log-level", "info", *args, "config.wsgi:application",
-    ]  # fmt: skip
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    output = Output(server.stdout)
+        return probe.getsockname()[1]
+
+
+def command(env: dict, port: int, workers: int) -> list[str]:
+    """web_command as the server's own settings would build it: web_command reads
+    HTTP_HEADER_TIMEOUT_SECONDS from this process's settings, so a value in `env` is applied here too."""
+    overrides = {}
+    if "HTTP_HEADER_TIMEOUT_SECONDS" in env:
+        overrides["HTTP_HEADER_TIMEOUT_SECONDS"] = float(env["HTTP_HEADER_TIMEOUT_SECONDS"])
+    with override_settings(**overrides):
+        return web_command(host="127.0.0.1", port=port, workers=workers)
+
+
+@dataclass
+class Web:
+    process: subprocess.Popen
+    output: Output
+    port: int
+
+    def stop(self) -> None:
+        """Stop granian and its workers; leave nothing of its process group running."""
+        _stop(self.process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # a worker its killed main could not stop
+        self.output.wait_for_the_end()
+
+
+def start_web(env: dict, port: int, *args: str, workers: int = 1) -> Web:
+    """Start the web server on `port` with `env` (and extra granian `args`); return once every worker serves.
+
+    Each worker says "Started worker-N" once its lifespan startup is done, a moment before the
+    port takes connections (a client then is refused): after the last one, the port is polled.
+    """
+    process = subprocess.Popen(
+        [*command(env, port, workers), *args], cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    web = Web(process, Output(process.stdout), port)
     try:
-        output.wait_for("Started worker")
-        _accepting(port)
-        yield port, output
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-        _stop(server)
+        for number in range(1, workers + 1):
+            web.output.wait_for(f"Started worker-{number}")
+        wait_until_accepting(port)
+    except BaseException:
+        web.stop()
+        raise
+    return web
 
 
-def _accepting(port: int, seconds: float = 30) -> None:
-    """Return once the port takes connections: granian says its worker started before it listens."""
+def wait_until_accepting(port: int, seconds: float = 30) -> None:
+    """Return once the port takes connections."""
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -118,4 +141,17 @@ def _accepting(port: int, seconds: float = 30) -> None:
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)  # nothing announces the listening socket: try again
+            time.sleep(0.02)  # nothing announces the listening socket: try again
+
+
+@contextlib.contextmanager
+def web_server(django_db_blocker, *args: str, **env):
+    """The web server on a port of its own, `env` set; yield (port, Output) once it serves."""
+    port = free_port()
+    with django_db_blocker.unblock():
+        environment = process_environment(CONSOLE_URL=f"http://127.0.0.1:{port}", **env)
+    web = start_web(environment, port, *args)
+    try:
+        yield port, web.output
+    finally:
+        web.stop()

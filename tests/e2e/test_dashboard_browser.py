@@ -67,7 +67,6 @@ def browser_page(chromium, live_console, django_user_model):
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
 def test_an_event_from_the_sdk_appears_and_a_tripped_breaker_changes_the_board(browser_page, live_console):
     page = browser_page
     dsn = create_source_dsn()
@@ -85,7 +84,6 @@ def test_an_event_from_the_sdk_appears_and_a_tripped_breaker_changes_the_board(b
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
-@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
 def test_a_cut_socket_falls_back_to_polling_then_returns_live_with_exactly_the_missed_messages(browser_page):
     page = browser_page
     cut = {"on": True}  # while on, new connections are refused; then they go through to the server
@@ -115,7 +113,6 @@ def publish_incident(title: str) -> Incident:
     return incident_published(source, title)
 
 
-@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
 def test_the_admin_lists_show_new_incidents_and_breaker_states_live(browser_page, live_console):
     page = browser_page
     page.goto(f"{live_console.url}/admin/incidents/incident/")
@@ -134,7 +131,6 @@ def test_the_admin_lists_show_new_incidents_and_breaker_states_live(browser_page
     )
 
 
-@pytest.mark.parametrize("live_console", ["uvicorn-asgi"], indirect=True)
 def test_an_incident_page_adds_its_new_events_and_timeline_entries(browser_page, live_console):
     page = browser_page
     incident = publish_incident("watched incident")

@@ -1,5 +1,6 @@
-"""Fault test: the database goes away under a running console (a real web server, a real django-q2
-worker, a private PostgreSQL cluster the test stops and starts) and comes back.
+"""Fault test: the database goes away under a running console (the real web server, granian's ASGI
+interface on config.asgi, a real django-q2 worker, a private PostgreSQL cluster the test stops and
+starts) and comes back.
 
 Ingest must answer 503 with Retry-After at once while the database is down (Sentry SDKs drop an
 event answered 500, and back off on X-Sentry-Rate-Limits), never 500, recover by itself, and lose
@@ -8,7 +9,6 @@ no event it accepted: every event answered 200 ends up stored and digested into 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from incidents.models import ErrorEvent
-from tests.e2e.conftest import ROOT, _start_granian, _start_uvicorn, _stop
-from tests.e2e.private_postgres import PrivatePostgres, _free_port, private_postgres  # noqa: F401 (a fixture)
+from tests.e2e.captured_server import ROOT, _stop, free_port, start_web
+from tests.e2e.private_postgres import PrivatePostgres, private_postgres  # noqa: F401 (a fixture)
 from tests.support import envelope_bytes, native_event, wait_until
 
 DATABASE = "console"
@@ -95,18 +95,12 @@ def console_database(private_postgres):  # noqa: F811 (the fixture imported abov
     return json.loads(_manage(env, "shell", "-c", _CREATE_SOURCE).strip().splitlines()[-1])
 
 
-@pytest.fixture(params=["uvicorn-asgi", "granian-wsgi"])
-def outage_console(request, private_postgres, console_database):  # noqa: F811 (the fixture imported above)
+@pytest.fixture
+def outage_console(private_postgres, console_database):  # noqa: F811 (the fixture imported above)
     """Web and worker processes on the private cluster."""
     if not private_postgres.running():
         private_postgres.start()
-    listener = None
-    if request.param == "uvicorn-asgi":
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-    else:
-        port = _free_port()  # granian binds the port itself
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -119,21 +113,15 @@ def outage_console(request, private_postgres, console_database):  # noqa: F811 (
         "RESILIENCE_CONFIG_POLL_SECONDS": "3600",
         "RESILIENCE_STATE_POLL_SECONDS": "3600",
     }
-    if listener is not None:
-        listener.listen(256)  # bound before the server starts: clients queue instead of polling for the port
-        web = _start_uvicorn(env, listener)
-    else:
-        web = _start_granian(env, port)
+    web = start_web(env, port)
     created = console_database
     console = OutageConsole(url, private_postgres, created["id"], created["key"], created["token"], env)
     console.start_worker()
     try:
         yield console
     finally:
-        for process in (web, console.worker):
-            _stop(process)
-        if listener is not None:
-            listener.close()
+        web.stop()
+        _stop(console.worker)
 
 
 def _send(console: OutageConsole, number: int) -> Answer:

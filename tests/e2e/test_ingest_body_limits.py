@@ -1,12 +1,12 @@
-"""Request bodies against real servers: keys and limits are checked while the body arrives, not after.
+"""Request bodies against the real web server: keys and limits are checked while the body arrives, not after.
 
-Each case runs under both servers the README runs: uvicorn on config.asgi and granian on config.wsgi.
+The server is the console's one, granian's ASGI interface on config.asgi, where the ASGI middleware
+(incidents/api/asgi_limits.py) reads every body, chunked ones too, as granian hands it over.
 A client declares (or streams) a body far bigger than the limit and writes until the server stops it;
 the server must answer, and stop taking bytes, long before the client has sent it all.
 """
 
 import json
-import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -15,8 +15,8 @@ import pytest
 
 from incidents import services
 from incidents.models import ErrorEvent
-from tests.e2e.conftest import ROOT, _start_granian, _start_uvicorn, _stop
-from tests.support import database_url_for_processes, envelope_bytes, sentry_event
+from tests.e2e.captured_server import free_port, process_environment, start_web
+from tests.support import envelope_bytes, sentry_event
 
 LIMIT = 64 * 1024  # INGEST_MAX_COMPRESSED_BYTES of the servers under test
 HUGE = 256 * 1024 * 1024  # what the client offers: far more than any socket buffers hold
@@ -27,36 +27,21 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serializ
 
 @dataclass
 class Server:
-    name: str
     host: str
     port: int
 
 
-@pytest.fixture(scope="module", params=["uvicorn-asgi", "granian-wsgi"])
-def server(request, django_db_setup, django_db_blocker):
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
     """One web server on the test database for the module's tests (no worker: nothing here needs one)."""
+    port = free_port()
     with django_db_blocker.unblock():
-        database_url = database_url_for_processes()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "INGEST_MAX_COMPRESSED_BYTES": str(LIMIT),
-        "PYTHONPATH": str(ROOT),
-    }
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    if request.param == "uvicorn-asgi":
-        listener.listen(64)
-        web = _start_uvicorn(env, listener)
-    else:
-        listener.close()
-        web = _start_granian(env, port)
+        env = process_environment(INGEST_MAX_COMPRESSED_BYTES=str(LIMIT), CONSOLE_URL=f"http://127.0.0.1:{port}")
+    web = start_web(env, port)
     try:
-        yield Server(request.param, "127.0.0.1", port)
+        yield Server("127.0.0.1", port)
     finally:
-        _stop(web)
-        listener.close()
+        web.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The live stream over real websockets: uvicorn serving config.asgi in its own process.
+"""The live stream over real websockets: the web server (granian's ASGI interface on config.asgi) in its
+own process.
 
 This test process plays the worker: what it publishes reaches the server's consumers only
 through the table (the embedded default's in-memory channel layer does not cross
@@ -8,7 +9,6 @@ processes), and through the Redis channel layer as well when REDIS_URL is set.
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import threading
 import urllib.request
@@ -30,35 +30,30 @@ from access.services import api_token_create
 from incidents import live, services
 from incidents.models import AlertRule, ErrorType, SourceMinute
 from tests.api_support import user_with_role
-from tests.e2e.conftest import ROOT, _start_uvicorn, _stop
-from tests.support import database_url_for_processes, incident_published
+from tests.e2e.captured_server import free_port, process_environment, start_web
+from tests.support import incident_published
 
 # The server reads the table from its own process: every row must be committed.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.live]
 
 
 @contextlib.contextmanager
-def uvicorn_on_the_test_database(django_db_blocker, **env):
-    """Start uvicorn on config.asgi with the test database (and `env`); yield its port."""
+def web_on_the_test_database(django_db_blocker, **env):
+    """Start the web server with the test database (and `env`); yield its port."""
+    port = free_port()
     with django_db_blocker.unblock():
-        database_url = database_url_for_processes()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    console_url = f"http://127.0.0.1:{listener.getsockname()[1]}"  # the origin its pages have
-    environment = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT), "CONSOLE_URL": console_url}
-    server = _start_uvicorn({**environment, **env}, listener)
+        environment = process_environment(CONSOLE_URL=f"http://127.0.0.1:{port}", **env)  # its pages' origin
+    web = start_web(environment, port)
     try:
-        yield listener.getsockname()[1]
+        yield port
     finally:
-        _stop(server)
-        listener.close()
+        web.stop()
 
 
 @pytest.fixture(scope="module")
 def web(django_db_setup, django_db_blocker):
-    """uvicorn on config.asgi, sharing the test database, for the whole module."""
-    with uvicorn_on_the_test_database(django_db_blocker, Q_CLUSTER_NAME=f"t-{uuid.uuid4().hex[:6]}") as port:
+    """The web server, sharing the test database, for the whole module."""
+    with web_on_the_test_database(django_db_blocker, Q_CLUSTER_NAME=f"t-{uuid.uuid4().hex[:6]}") as port:
         yield f"ws://127.0.0.1:{port}/ws/live/"
 
 
@@ -301,8 +296,8 @@ def test_a_degradation_level_change_reaches_the_stream(web, token, console_threa
 
 @pytest.fixture
 def second_web(django_db_blocker):
-    """Another uvicorn process on the same database (and the same Redis channel layer when REDIS_URL is set)."""
-    with uvicorn_on_the_test_database(django_db_blocker) as port:
+    """Another web server on the same database (and the same Redis channel layer when REDIS_URL is set)."""
+    with web_on_the_test_database(django_db_blocker) as port:
         yield f"ws://127.0.0.1:{port}/ws/live/"
 
 
@@ -324,7 +319,7 @@ SMALL_INBOX = 3  # batches a connection may have waiting, on the server below
 
 @pytest.fixture
 def small_inbox_web(django_db_blocker):
-    with uvicorn_on_the_test_database(django_db_blocker, LIVE_INBOX_BATCHES=str(SMALL_INBOX)) as port:
+    with web_on_the_test_database(django_db_blocker, LIVE_INBOX_BATCHES=str(SMALL_INBOX)) as port:
         yield port
 
 
