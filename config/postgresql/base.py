@@ -11,12 +11,23 @@ The full check is a round trip per request (a sixth of an ingest request's time)
 only for a connection with input waiting: an idle connection the server closed (a restart, an
 administrator's terminate) has its final notice or EOF to read, a live idle one has nothing.
 Django's own CONN_HEALTH_CHECKS would run the round trip on every checkout.
+
+When the pool fails to open a connection (the database is down) it tries again after 1 s, then
+2 s, 4 s...: a database back within a second was then not found for a second or more, and every
+request meanwhile waited out its 0.5 s pool timeout for a 503. Background threads (the ingest
+writers) give connections back while the database restarts, so the pool often meets the outage
+itself. Here the first retry comes after 0.1 s, doubling from there: a restarted database is in
+use again within about its own restart time, and a long outage still costs a handful of attempts.
 """
 
 import select
 
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.base import NO_DB_ALIAS
+from psycopg_pool.base import AttemptWithBackoff
+
+# psycopg_pool reads the delay from the class for every retry; there is no pool option for it.
+AttemptWithBackoff.INITIAL_DELAY = 0.1
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
