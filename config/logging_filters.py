@@ -1,8 +1,8 @@
 """Keep credentials out of every log line, whichever server or library writes it.
 
-Servers log request targets with their query strings (uvicorn logs every websocket handshake,
-`GET /ws/live/?token=ict_...`, even with `--no-access-log`), and Sentry SDKs may put the ingest
-key in the URL (`?sentry_key=...`). The filter rewrites such values in each record before any
+Servers log request targets with their query strings (granian's access log, when it is turned on
+with a format that includes the query string: `GET /ws/live/?token=ict_...`), and Sentry SDKs may
+put the ingest key in the URL (`?sentry_key=...`). The filter rewrites such values in each record before any
 handler formats it.
 """
 
@@ -10,9 +10,10 @@ import logging
 import logging.config
 import re
 
-# A query parameter that carries a credential, up to the next separator.
+# A query parameter that carries a credential, up to the next separator; it may also start a query
+# string logged on its own (an access-log format of `%(query_string)s` has no `?`).
 _SECRET_PARAMETER = re.compile(
-    r"(?i)([?&;](?:token|access_token|api_key|apikey|key|sentry_key|sentry_secret)=)[^&;#\s\"'\]]+"
+    r"(?i)((?:^|[?&;\s\"'(\[])(?:token|access_token|api_key|apikey|key|sentry_key|sentry_secret)=)[^&;#\s\"'\]]+"
 )
 # An API token wherever it appears (a header echoed into a message, say).
 _API_TOKEN = re.compile(r"\bict_[A-Za-z0-9_\-]{8,}")
@@ -34,7 +35,7 @@ class RedactTokens(logging.Filter):
             return True
         if redact(message) == message:
             return True
-        # Arguments keep their shape: uvicorn's access formatter unpacks them.
+        # Arguments keep their shape: an access formatter may unpack them.
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):

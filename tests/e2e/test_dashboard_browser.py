@@ -1,5 +1,5 @@
-"""The live dashboard in a real browser: Debian's chromium driven by Playwright, against uvicorn and a
-real django-q2 cluster, with events sent by the stock sentry-sdk."""
+"""The live dashboard in a real browser: Debian's chromium driven by Playwright, against the console's server
+and a real django-q2 cluster, with events sent by the stock sentry-sdk."""
 
 import os
 import re
