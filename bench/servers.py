@@ -313,11 +313,11 @@ class Running:
                 self.peak_rss[member.pid] = (command[:90], int(hwm.split()[1]) / 1024)
 
     def cpu_seconds(self) -> float:
+        """CPU time of the server's processes, including what their exited children used (reaped ones)."""
         total = 0.0
         for member in self.members():
             with contextlib.suppress(psutil.Error):
-                times = member.cpu_times()
-                total += times.user + times.system
+                total += _with_reaped_children(member.cpu_times())
         return total
 
     def stop(self) -> None:
@@ -387,9 +387,16 @@ def stop_tree(process: subprocess.Popen) -> None:
 
 
 def postgres_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL process on the machine (others' too: read it as an upper bound)."""
+    """CPU time of every PostgreSQL process on the machine (others' too: read it as an upper bound).
+
+    Backends come and go with connections; the postmaster's reaped-children times keep what the
+    ended ones used, so the total only grows."""
     total = 0.0
     for process in psutil.process_iter(["name", "cpu_times"]):
         if process.info["name"] == "postgres" and process.info["cpu_times"]:
-            total += process.info["cpu_times"].user + process.info["cpu_times"].system
+            total += _with_reaped_children(process.info["cpu_times"])
     return total
+
+
+def _with_reaped_children(times) -> float:
+    return times.user + times.system + times.children_user + times.children_system
