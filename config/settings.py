@@ -219,6 +219,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens", "quiet_refusals"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
+    # While the database is down the pool logs every connection attempt (several a second at first, see
+    # config/postgresql/base.py); the console's own "database unavailable" lines say it per refused request.
+    "loggers": {"psycopg.pool": {"level": "ERROR"}},
 }
 
 # Ingest limits. Bodies over the compressed limit, or growing past the decompressed
