@@ -4,9 +4,9 @@ A bare view that INSERTs one row per request pays a commit (a WAL flush on Postg
 write-lock turn on SQLite) and a round trip per request, and on 2 cores the database's side of
 that is half the machine. Here the requests of one process hand their events to one writer
 thread (a few on PostgreSQL); it takes whatever has queued up while it wrote the previous batch,
-stores it all in one transaction, and only then answers each request: every answer still means "durable", but under
-load a commit serves tens of requests, and with one client it is the same single statement as
-before. No library does this for Django; psycopg's pipeline mode batches round trips, not
+stores it all in one transaction, and only then answers each request: every answer still means
+"durable", but under load a commit serves tens of requests, and with one client it is the same
+single statement as before. No library does this for Django; psycopg's pipeline mode batches round trips, not
 commits.
 
 Asking for the digest after a commit is a query of its own (and now and then a write and an
@@ -57,6 +57,9 @@ class EventWriter:
         """Queue the events; the future resolves once they are committed (or with the error that stopped them)."""
         self._ensure_thread()
         done: Future = Future()
+        # Running from the start, so it cannot be cancelled: a client that leaves mid-request must not
+        # turn the answer for the rest of its batch, whose events are committed alike, into an error.
+        done.set_running_or_notify_cancel()
         self._queue.put(_Pending(write, done))
         return done
 
@@ -76,8 +79,11 @@ class EventWriter:
             batch = self._next_batch()
             try:
                 stored = self._write(batch)
-            except Exception:  # never let the thread die: later requests would wait forever
+            except Exception as error:  # never let the thread die: later requests would wait forever
                 logger.exception("the event writer failed a batch")
+                for pending in batch:
+                    if not pending.done.done():  # answered 500: nothing may wait for ever
+                        pending.done.set_exception(error)
                 stored = 0
             if stored:
                 self._committed.set()

@@ -73,3 +73,12 @@ def test_a_commit_asks_for_the_digest(source, settings):
     DigestRequest.take()
     EventWriter().submit(write(source.pk, classified())).result(timeout=30)
     assert wait_until(lambda: DigestRequest.objects.get(pk=1).requested_at is not None)
+
+
+def test_a_request_that_stops_waiting_does_not_fail_the_others_of_its_batch(source):
+    writer = EventWriter()
+    futures = [writer.submit(write(source.pk, classified(f"order {n}"))) for n in range(20)]
+    assert not futures[3].cancel()  # as asyncio does for a request whose client left
+    wait(futures, timeout=30)
+    assert [f.exception() for f in futures] == [None] * 20
+    assert ErrorEvent.objects.filter(source=source).count() == 20
