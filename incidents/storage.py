@@ -94,13 +94,9 @@ def _chunks(rows: list[list]) -> Iterator[tuple[int, list]]:
             start += size
 
 
-def store_events(*, source_id: int, events: Sequence[dict], received_at: datetime) -> int:
-    """Insert the events once per event_id (a repeat is a client retry); return how many were new."""
-    return store_writes([EventWrite(source_id, events, received_at)])
-
-
 def store_writes(writes: Sequence[EventWrite]) -> int:
-    """Insert the events of several requests in one transaction; return how many were new."""
+    """Insert the events of several requests in one transaction, once per event_id (a repeat is a client
+    retry); return how many were new."""
     if connection.vendor != "postgresql":
         return _insert_all(_rows(writes), _insert_plain)
     connection.ensure_connection()  # not retried: no connection within the pool's timeout is an outage

@@ -37,17 +37,15 @@ from resilience import api as resilience_api
 logger = logging.getLogger(__name__)
 
 _SENTRY_PATH = re.compile(r"/api/(?P<source_id>[0-9]+)/(?P<endpoint>envelope|store)/")
+_NATIVE_EVENTS_PATH = "/api/v1/events/"
 # POSTs that take `Authorization: Bearer <ingest key>`: the native events and the endpoints
 # for services that report with their source's key.
 _BEARER_PATHS = (
-    "/api/v1/events/",
+    _NATIVE_EVENTS_PATH,
     "/api/v1/heartbeat/",
     "/api/v1/resilience/transitions/",
     "/api/v1/resilience/windows/",
 )
-
-
-_NATIVE_EVENTS_PATH = "/api/v1/events/"
 
 
 @dataclass(frozen=True)

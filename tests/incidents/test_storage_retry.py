@@ -38,6 +38,6 @@ def test_an_event_stored_on_a_dropped_connection_is_stored_once_on_a_fresh_one(p
     event = _classified_event()
     _terminate_this_threads_session()
 
-    assert storage.store_events(source_id=source.pk, events=[event], received_at=timezone.now()) == 1
+    assert storage.store_writes([storage.EventWrite(source.pk, [event], timezone.now())]) == 1
 
     assert ErrorEvent.objects.filter(source=source, event_id=event["event_id"]).count() == 1
