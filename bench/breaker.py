@@ -27,7 +27,7 @@ import pybreaker
 import redis
 
 from resilience.runtime.breaker import BreakerConfig, CircuitBreaker, WindowKind
-from resilience.runtime.redis_store import RedisStateStore
+from resilience.stores.redis import RedisStateStore
 
 CALLS_PER_REPEAT = 200_000
 REPEATS = 7

@@ -55,7 +55,7 @@ class Watcher:
 
 
 def measure(processes: int, changes: int, redis_url: str) -> list[float]:
-    from resilience.live import config_version
+    from resilience.config_watcher import config_version
     from resilience.models import Breaker
 
     env = {

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import re
 from types import SimpleNamespace
 
-from incidents.classify import ErrorTypeInfo, classify, compile_rules
+from incidents.ingest.classify import ErrorTypeInfo, classify, compile_rules
 from incidents.ingest.normalize import normalize_sentry_event
-from incidents.scrub import Scrubber, scrub_string
+from incidents.ingest.scrub import Scrubber, scrub_string
 
 HOSTILE_FOR_SCRUBBING = {
     "long word then =": "a" * 8000 + "=",
@@ -114,7 +114,7 @@ def bench_templates(repeat: int) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
-    from incidents.alerting import template_error
+    from incidents.alerting.evaluation import template_error
 
     took = best_ms(lambda: template_error(NESTED_LOOPS), repeat)
     print(f"template: 6 nested loops (50^6), refused {len(NESTED_LOOPS):>6} {took:>8.2f}")

@@ -11,9 +11,9 @@ django_asgi = get_asgi_application()  # before importing consumers: it sets Djan
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from access.websocket import LiveAuthStack  # noqa: E402
-from incidents.api.asgi_limits import BodyLimits  # noqa: E402
-from incidents.api.lifespan import Lifespan  # noqa: E402
-from incidents.routing import websocket_urlpatterns  # noqa: E402
+from incidents.ingest.asgi import BodyLimits  # noqa: E402
+from incidents.ingest.lifespan import Lifespan  # noqa: E402
+from incidents.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -60,7 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "incidents.api.unavailable.DatabaseUnavailableMiddleware",
+    "incidents.ingest.unavailable.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -254,11 +254,11 @@ SCRUB_EXTRA_KEYS = env_list("SCRUB_EXTRA_KEYS", [])
 # Notification transports (incidents/transports)
 # Which class delivers each channel kind, by dotted path; replace one to customise a kind.
 NOTIFICATION_TRANSPORTS = {
-    "webhook": "incidents.transports.webhook.WebhookTransport",
-    "slack": "incidents.transports.slack.SlackTransport",
-    "pagerduty": "incidents.transports.pagerduty.PagerDutyTransport",
-    "email": "incidents.transports.email.EmailTransport",
-    "alertmanager": "incidents.transports.alertmanager.AlertmanagerTransport",
+    "webhook": "incidents.alerting.transports.webhook.WebhookTransport",
+    "slack": "incidents.alerting.transports.slack.SlackTransport",
+    "pagerduty": "incidents.alerting.transports.pagerduty.PagerDutyTransport",
+    "email": "incidents.alerting.transports.email.EmailTransport",
+    "alertmanager": "incidents.alerting.transports.alertmanager.AlertmanagerTransport",
 }
 # Connect and read timeout of one notification attempt (seconds); the whole answer is read within it too.
 NOTIFICATION_TIMEOUT_SECONDS = env_float("NOTIFICATION_TIMEOUT_SECONDS", 5.0, minimum=0.01)

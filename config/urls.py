@@ -6,12 +6,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("incidents.urls")),
-    path("", include("resilience.urls")),
+    path("", include("incidents.dashboard.urls")),
+    path("", include("incidents.ingest.urls")),
+    path("", include("incidents.fleet.urls")),
     path("api/v1/", include("incidents.api.urls")),
     path("api/v1/", include("incidents.api.alerting_urls")),
-    path("api/v1/", include("resilience.api_urls")),
-    path("", include("incidents.api.health_urls")),
+    path("api/v1/", include("resilience.api.urls")),
+    path("", include("incidents.health.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

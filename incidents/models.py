@@ -201,7 +201,7 @@ class ClassificationRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from incidents.classify import validate_rule  # the matcher owns the grammar it reads
+        from incidents.ingest.classify import validate_rule  # the matcher owns the grammar it reads
 
         validate_rule(self)
 
@@ -561,7 +561,7 @@ class NotificationChannel(models.Model):
         return f"notify:{self.name.replace('/', '-')}"  # a breaker name is a URL segment
 
     def clean(self) -> None:
-        from incidents.transports.base import transport_class
+        from incidents.alerting.transports.base import transport_class
         from resilience.exceptions import ConfigError
 
         try:
@@ -655,7 +655,7 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from incidents.alerting import rule_errors
+        from incidents.alerting.evaluation import rule_errors
 
         errors = rule_errors(self)
         if errors:
@@ -728,7 +728,7 @@ class Silence(models.Model):
         return self.comment
 
     def clean(self) -> None:
-        from incidents.alerting import silence_errors
+        from incidents.alerting.evaluation import silence_errors
 
         errors = silence_errors(self)
         if errors:

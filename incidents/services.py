@@ -17,8 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from incidents import live, storage
+from incidents.ingest import storage
 from incidents.ingest.classification import classify_and_group
+from incidents.live import outbox
 from incidents.models import (
     Alert,
     DigestRequest,
@@ -147,7 +148,7 @@ def digest_enqueue() -> None:
         async_task, "incidents.tasks.digest_events", task_name="digest events", group="digest", broker=_broker()
     )
     try:
-        from resilience.console import through_redis
+        from resilience.process_runtime import through_redis
 
         through_redis(enqueue)  # the Redis broker, when configured
     except Exception:
@@ -195,10 +196,10 @@ def _transition(
             detail=detail or {},
             **_actor_fields(by),
         )
-        live.publish(
+        outbox.publish(
             topic="incident.updated",
             key=f"incident:{locked.pk}",
-            payload=live.incident_payload(locked, change=kind, from_status=previous, actor=_actor_name(by)),
+            payload=outbox.incident_payload(locked, change=kind, from_status=previous, actor=_actor_name(by)),
             source_id=locked.source_id,
             incident_id=locked.pk,
         )
@@ -321,12 +322,12 @@ def _actor_name(by: Actor) -> str:
 
 def publish_alert(alert: Alert, change: str) -> None:
     """Tell the live stream an alert was acknowledged or resolved by hand."""
-    live.publish(topic=f"alert.{change}", key=f"alert:{alert.pk}", payload=live.alert_payload(alert))
+    outbox.publish(topic=f"alert.{change}", key=f"alert:{alert.pk}", payload=outbox.alert_payload(alert))
 
 
 def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
     """Stop a firing alert's repeat notifications; tell channels that got the firing one. Return those queued."""
-    from incidents.alerting import notifications_create, was_notified
+    from incidents.alerting.evaluation import notifications_create, was_notified
 
     with transaction.atomic():
         locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)
@@ -346,7 +347,7 @@ def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
 
 def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
     """Resolve a pending or firing alert by hand; a sent firing notification is followed by a resolved one."""
-    from incidents.alerting import notifications_create, was_notified
+    from incidents.alerting.evaluation import notifications_create, was_notified
 
     with transaction.atomic():
         locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)

@@ -2,8 +2,9 @@
 
 from django.conf import settings
 
-from incidents import alerting, delivery, live
-from incidents.digest import digest_pending
+from incidents.alerting import delivery, evaluation
+from incidents.ingest.digest import digest_pending
+from incidents.live import outbox
 from incidents.models import DigestRequest
 
 
@@ -14,15 +15,15 @@ def digest_events() -> int:
     touched: set[tuple[int, int]] = set()
     digested = digest_pending(touched=touched)
     if touched:
-        rule_ids = alerting.rules_touched(touched)
+        rule_ids = evaluation.rules_touched(touched)
         if rule_ids:
-            delivery.deliver(alerting.evaluate_rules(rule_ids))
+            delivery.deliver(evaluation.evaluate_rules(rule_ids))
     return digested
 
 
 def sweep_alerts() -> int:
     """Evaluate every enabled rule (time-driven moves) and deliver what is due or was left mid-send."""
-    delivery.deliver(alerting.evaluate_rules())
+    delivery.deliver(evaluation.evaluate_rules())
     return delivery.deliver_due()
 
 
@@ -33,4 +34,4 @@ def deliver_notifications(notification_ids: list[int]) -> int:
 
 def expire_live_messages() -> int:
     """Delete live messages older than LIVE_MESSAGE_RETENTION (a browser away longer reloads the page)."""
-    return live.expire_old()
+    return outbox.expire_old()

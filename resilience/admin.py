@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
-from resilience import console
+from resilience import process_runtime
 from resilience.models import (
     Breaker,
     BreakerState,
@@ -138,7 +138,7 @@ class BreakerAdmin(admin.ModelAdmin):
     def _switch(self, request, queryset, switch: str, done: str) -> None:
         who = f"admin: {request.user.get_username()}"
         for row in queryset:
-            getattr(console.breaker(row.name), switch)(reason=who)
+            getattr(process_runtime.breaker(row.name), switch)(reason=who)
         self.message_user(request, f"{queryset.count()} breaker(s) {done}.", messages.SUCCESS)
 
     @admin.action(description="Force open (refuse every call)")

@@ -23,6 +23,6 @@ class ResilienceConfig(AppConfig):
 
 
 def _config_changed(**_signal_arguments) -> None:
-    from resilience.live import config_version_bump
+    from resilience.config_watcher import config_version_bump
 
     config_version_bump()

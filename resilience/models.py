@@ -82,7 +82,7 @@ class BreakerState(models.Model):
 
 # The console's own source: its processes report their breakers (redis, notify:...) under it, directly.
 CONSOLE_SOURCE_SLUG = "console"
-# Names of the console's own breakers (resilience.console.REDIS_BREAKER, NotificationChannel.breaker_name):
+# Names of the console's own breakers (resilience.process_runtime.REDIS_BREAKER, NotificationChannel.breaker_name):
 # no service may run or report one, registered in admin or not.
 CONSOLE_BREAKER_NAMES = frozenset({"redis"})
 CONSOLE_BREAKER_PREFIX = "notify:"

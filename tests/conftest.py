@@ -3,7 +3,7 @@
 import pytest
 
 from incidents import services
-from incidents.digest import digest_pending
+from incidents.ingest.digest import digest_pending
 
 pytest_plugins = ["tests.api_support"]
 
@@ -29,7 +29,7 @@ def digest(db):
 @pytest.fixture(autouse=True)
 def fresh_quotas(settings):
     """Start every test with empty ingest quotas: source ids repeat across tests."""
-    from incidents import quotas
+    from incidents.ingest import quotas
 
     if settings.REDIS_URL:
         import redis
@@ -58,9 +58,9 @@ def fresh_throttles(settings):
 @pytest.fixture(autouse=True)
 def fresh_key_cache():
     """Forget cached ingest keys: each test makes its own sources and keys."""
-    from incidents.api import ingest
+    from incidents.ingest import endpoints
 
-    ingest._key_cache.clear()
+    endpoints._key_cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -84,21 +84,21 @@ def stop_console_runtime(django_db_setup):
     whichever test runs when the interval is up; tests that need reports make them explicitly."""
     from django.test.utils import override_settings
 
-    from resilience import console
+    from resilience import process_runtime
 
     fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test users need no costly hashes
     with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
-        console.shutdown()
+        process_runtime.shutdown()
 
 
 @pytest.fixture
 def console_threads():
     """A fresh console runtime for a test whose breakers report from background threads: their
     writes use other connections, so such tests are transactional and wait for them at the end."""
-    from resilience import console
+    from resilience import process_runtime
 
-    console.shutdown()
-    yield console
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.shutdown()
+    yield process_runtime
+    process_runtime.flush_reports()
+    process_runtime.shutdown()

@@ -199,15 +199,15 @@ def incident_published(source, title: str):
     """A new incident of `source` and its "incident.created" live message, as the digest writes them."""
     from django.utils import timezone
 
-    from incidents import live
+    from incidents.live import outbox
     from incidents.models import ErrorType
 
     incident = source.incidents.create(
         fingerprint=uuid.uuid4().hex, title=title, error_type=ErrorType.objects.get(code="NETWORK_TIMEOUT"),
         category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
     )  # fmt: skip
-    live.publish(
-        topic="incident.created", key=f"incident:{incident.pk}", payload=live.incident_payload(incident),
+    outbox.publish(
+        topic="incident.created", key=f"incident:{incident.pk}", payload=outbox.incident_payload(incident),
         source_id=source.pk, incident_id=incident.pk,
     )  # fmt: skip
     return incident

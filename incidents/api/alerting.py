@@ -23,11 +23,11 @@ from rest_framework.response import Response
 from access.filters import StrictBooleanFilter
 from access.roles import Role
 from incidents import services
+from incidents.alerting.delivery import deliver_after_commit
+from incidents.alerting.transports.base import EVENTS, masked_config
 from incidents.api.filters import SeverityFilter
 from incidents.api.serializers import SEVERITY_BY_NAME, SeverityField
-from incidents.delivery import deliver_after_commit
 from incidents.models import Alert, AlertRule, ErrorType, Notification, NotificationChannel, Silence, Source
-from incidents.transports.base import EVENTS, masked_config
 
 ACTIVE_STATES = (Alert.State.FIRING, Alert.State.PENDING)
 # The longest silence an alert's "silence" action sets: 30 days.

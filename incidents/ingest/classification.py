@@ -10,8 +10,15 @@ it (the cache is dropped on save and delete).
 import time
 from dataclasses import dataclass
 
-from incidents.classify import CRITICAL, Classification, ErrorTypeInfo, RuleSet, classify, load_ruleset_and_catalog
-from incidents.grouping import group
+from incidents.ingest.classify import (
+    CRITICAL,
+    Classification,
+    ErrorTypeInfo,
+    RuleSet,
+    classify,
+    load_ruleset_and_catalog,
+)
+from incidents.ingest.grouping import group
 
 RULES_CACHE_SECONDS = 1.0
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from incidents.ingest.errors import IngestError
 from incidents.ingest.native import canonical_level, parse_timestamp, validate_native_event
-from incidents.scrub import FILTERED, key_is_sensitive, scrub_event, scrub_string
+from incidents.ingest.scrub import FILTERED, key_is_sensitive, scrub_event, scrub_string
 
 MAX_MESSAGE = 8192
 MAX_STRING = 2048

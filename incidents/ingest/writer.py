@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from incidents import services, storage
+from incidents import services
+from incidents.ingest import storage
 
 logger = logging.getLogger(__name__)
 

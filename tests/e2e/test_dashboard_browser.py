@@ -13,7 +13,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from incidents import live, services
+from incidents import services
+from incidents.live import outbox
 from incidents.models import ErrorEvent, Incident, LiveMessage, Source
 from resilience.models import Breaker
 from tests.browser_requirement import CHROMIUM, chromium_missing
@@ -97,7 +98,7 @@ def test_a_cut_socket_falls_back_to_polling_then_returns_live_with_exactly_the_m
     page.route_web_socket("**/ws/live/**", route)
     page.evaluate("window.liveConsole.socket.close()")
     expect(page.locator("#live-status")).to_have_text("live updates degraded (polling)", timeout=10_000)
-    before = live.newest_id()
+    before = outbox.newest_id()
     missed = [publish_incident(f"missed while offline {n}") for n in range(3)]
     missed_ids = list(LiveMessage.objects.filter(id__gt=before).values_list("id", flat=True))
     cut["on"] = False

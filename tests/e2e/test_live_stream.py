@@ -27,7 +27,8 @@ from websockets.uri import parse_uri
 
 from access.models import ApiToken
 from access.services import api_token_create
-from incidents import live, services
+from incidents import services
+from incidents.live import outbox
 from incidents.models import AlertRule, ErrorType, SourceMinute
 from tests.api_support import user_with_role
 from tests.e2e.captured_server import free_port, process_environment, start_web
@@ -220,7 +221,7 @@ def test_an_alert_that_fires_reaches_the_stream(web, token, source):
 
 
 def fire_an_alert(source) -> None:
-    from incidents import alerting
+    from incidents.alerting import evaluation
 
     AlertRule.objects.all().delete()
     AlertRule.objects.create(name="any event", source=source, window_minutes=5, warning_threshold=0)
@@ -233,15 +234,15 @@ def fire_an_alert(source) -> None:
         minute=minute,
         count=3,
     )
-    alerting.evaluate_rules()
+    evaluation.evaluate_rules()
 
 
 @database_sync_to_async
 def burst_of_updates(incident, count: int) -> list[int]:
     ids = []
     for n in range(count):
-        payload = live.incident_payload(incident, event_count=n + 1)
-        message = live.publish(
+        payload = outbox.incident_payload(incident, event_count=n + 1)
+        message = outbox.publish(
             topic="incident.updated", key=f"incident:{incident.pk}", payload=payload,
             source_id=incident.source_id, incident_id=incident.pk,
         )  # fmt: skip
@@ -254,7 +255,7 @@ def test_a_burst_of_updates_is_coalesced_live_but_replayed_whole(web, token, sou
         incident = await new_incident(source, "busy")
         async with connect(web, token=token) as ws:
             await subscribe(ws, topics=["incident"])
-            before = await database_sync_to_async(live.newest_id)()
+            before = await database_sync_to_async(outbox.newest_id)()
             ids = await burst_of_updates(incident, 40)
             live_frames = []
             while not live_frames or live_frames[-1]["payload"]["event_count"] < 40:
@@ -327,7 +328,7 @@ def small_inbox_web(django_db_blocker):
 def publish_bulky(number: int) -> int:
     # Big enough that a client that stops reading fills every buffer between it and the consumer.
     payload = {"breaker": f"bulky-{number}", "padding": "x" * 512 * 1024}
-    return live.publish(topic="breaker.transition", key=f"breaker:bulky-{number}", payload=payload).id
+    return outbox.publish(topic="breaker.transition", key=f"breaker:bulky-{number}", payload=payload).id
 
 
 def metric(port: int, token: str, name: str) -> float:
@@ -409,7 +410,7 @@ def test_a_client_that_stops_reading_is_not_buffered_for_and_catches_up_from_the
 
 @database_sync_to_async
 def publish_transition(breaker: str) -> int:
-    return live.publish(topic="breaker.transition", key=f"breaker:{breaker}", payload={"breaker": breaker}).id
+    return outbox.publish(topic="breaker.transition", key=f"breaker:{breaker}", payload={"breaker": breaker}).id
 
 
 class SlowTransaction:
@@ -437,7 +438,7 @@ class SlowTransaction:
     def _run(self) -> None:
         try:
             with transaction.atomic():
-                self.id = live.publish(topic="breaker.transition", key="breaker:slow", payload={"breaker": "slow"}).id
+                self.id = outbox.publish(topic="breaker.transition", key="breaker:slow", payload={"breaker": "slow"}).id
                 self.inserted.set()
                 self.release.wait(30)
         finally:
@@ -461,7 +462,7 @@ def test_a_message_committed_after_a_later_one_still_reaches_the_client(web, tok
 
 def test_a_replay_that_went_past_an_uncommitted_message_sends_it_once_committed(web, token):
     async def scenario():
-        before = await database_sync_to_async(live.newest_id)()
+        before = await database_sync_to_async(outbox.newest_id)()
         with SlowTransaction() as slow:
             fast = await publish_transition("fast")
             async with connect(web, token=token) as ws:

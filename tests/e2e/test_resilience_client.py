@@ -12,7 +12,7 @@ import pytest
 from incidents import services
 from incidents.models import ErrorEvent, Source
 from resilience.client import ConsoleClient, ConsoleLogHandler, configure
-from resilience.live import config_version_bump
+from resilience.config_watcher import config_version_bump
 from resilience.models import Breaker, BreakerTransition, BreakerWindow
 from resilience.runtime.breaker import CallNotPermitted
 from resilience.runtime.decorators import resilient

@@ -6,7 +6,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from incidents import alert_values, alerting, delivery, services, tasks
+from incidents import services, tasks
+from incidents.alerting import delivery, evaluation
+from incidents.alerting import values as alert_values
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
     Alert,
@@ -18,7 +20,7 @@ from incidents.models import (
     Severity,
     Silence,
 )
-from resilience import console
+from resilience import process_runtime
 from resilience.models import Breaker
 from resilience.runtime.state import State
 from tests.receivers import Receiver, Reply
@@ -30,10 +32,10 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 @pytest.fixture(autouse=True)
 def fresh_runtime():
-    console.shutdown()
+    process_runtime.shutdown()
     yield
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.flush_reports()
+    process_runtime.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +120,7 @@ def test_pending_for_holds_the_alert_until_it_has_lasted(source, channel, receiv
     store(source, 5)
     digest_and_evaluate()
     assert Alert.objects.get().state == "pending" and not receiver.requests
-    alerting.evaluate_rules([errors.pk], now=timezone.now() + timedelta(seconds=61))
+    evaluation.evaluate_rules([errors.pk], now=timezone.now() + timedelta(seconds=61))
     assert Alert.objects.get().state == "firing"
 
 
@@ -131,10 +133,10 @@ def test_hysteresis_keeps_it_firing_until_the_value_is_past_the_resolve_threshol
     later = timezone.now() + timedelta(minutes=4)
     # The same 11 events are still in the window, so build the value with a later, shorter window instead.
     AlertRule.objects.filter(pk=errors.pk).update(warning_threshold=12, resolve_threshold=5)
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=later))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later))
     assert Alert.objects.get().state == "firing"  # 11 is under 12 but not back under 5
     AlertRule.objects.filter(pk=errors.pk).update(warning_threshold=12, resolve_threshold=12)
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=later))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later))
     assert Alert.objects.get().state == "resolved"
     assert [r.json()["event"] for r in receiver.requests] == ["firing", "resolved"]
 
@@ -144,9 +146,9 @@ def test_a_quiet_window_resolves_after_keep_firing_for(source, channel, receiver
     store(source, 5)
     digest_and_evaluate()
     assert Alert.objects.get().state == "firing"
-    alerting.evaluate_rules([errors.pk], now=timezone.now() + timedelta(minutes=3))
+    evaluation.evaluate_rules([errors.pk], now=timezone.now() + timedelta(minutes=3))
     assert Alert.objects.get().state == "firing"  # quiet, but kept firing for 5 minutes
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=timezone.now() + timedelta(minutes=6)))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=timezone.now() + timedelta(minutes=6)))
     assert Alert.objects.get().state == "resolved"
     assert receiver.last.json()["event"] == "resolved"
 
@@ -157,13 +159,13 @@ def test_the_cooldown_spaces_repeats_and_an_acknowledgement_stops_them(source, c
     digest_and_evaluate()
     soon, later = timezone.now() + timedelta(minutes=5), timezone.now() + timedelta(minutes=11)
     AlertRule.objects.filter(pk=errors.pk).update(window_minutes=60)  # keep the events in the window
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=soon))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=soon))
     assert len(receiver.requests) == 1
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=later))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later))
     assert len(receiver.requests) == 2
     delivery.deliver(services.alert_acknowledge(alert=Alert.objects.get(), by="user:ops"))
     assert receiver.last.json()["event"] == "acknowledged"
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=later + timedelta(minutes=20)))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later + timedelta(minutes=20)))
     assert len(receiver.requests) == 3
 
 
@@ -182,7 +184,7 @@ def test_a_silence_holds_the_firing_notification_and_its_end_releases_it(source,
     assert Alert.objects.get().state == "firing" and not receiver.requests  # evaluated, not notified
     Silence.objects.filter(pk=silence.pk).update(ends_at=now + timedelta(seconds=1))
     AlertRule.objects.filter(pk=errors.pk).update(window_minutes=60)
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=now + timedelta(minutes=2)))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=now + timedelta(minutes=2)))
     assert receiver.last.json()["event"] == "firing"
 
 
@@ -192,7 +194,7 @@ def test_a_resolved_notification_follows_a_sent_firing_one_even_when_silenced_me
     digest_and_evaluate()
     now = timezone.now()
     Silence.objects.create(rule=errors, ends_at=now + timedelta(hours=2), comment="noise", created_by="ops")
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=now + timedelta(minutes=3)))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=now + timedelta(minutes=3)))
     assert [r.json()["event"] for r in receiver.requests] == ["firing", "resolved"]
 
 
@@ -210,17 +212,17 @@ def test_a_recurring_maintenance_window_applies_on_its_days_only(source):
         comment="weekly maintenance",
         created_by="ops",
     )
-    assert alerting.silence_applies(window, alert, monday_night)
-    assert alerting.silence_applies(window, alert, monday_night + timedelta(hours=1))  # past midnight, still in it
-    assert not alerting.silence_applies(window, alert, monday_night + timedelta(hours=2))
-    assert not alerting.silence_applies(window, alert, monday_night + timedelta(days=1))
+    assert evaluation.silence_applies(window, alert, monday_night)
+    assert evaluation.silence_applies(window, alert, monday_night + timedelta(hours=1))  # past midnight, still in it
+    assert not evaluation.silence_applies(window, alert, monday_night + timedelta(hours=2))
+    assert not evaluation.silence_applies(window, alert, monday_night + timedelta(days=1))
 
 
 def test_flapping_holds_notifications_until_it_settles():
-    assert alerting.flap_percent("0" * 21) == 0
-    assert alerting.flap_percent("01" * 10 + "0") == 100
+    assert evaluation.flap_percent("0" * 21) == 0
+    assert evaluation.flap_percent("01" * 10 + "0") == 100
     # Recent changes weigh more than old ones.
-    assert alerting.flap_percent("0101" + "0" * 17) < alerting.flap_percent("0" * 17 + "0101")
+    assert evaluation.flap_percent("0101" + "0" * 17) < evaluation.flap_percent("0" * 17 + "0101")
 
 
 def test_an_alternating_condition_is_marked_flapping(source, channel, receiver):
@@ -230,12 +232,12 @@ def test_an_alternating_condition_is_marked_flapping(source, channel, receiver):
     now = timezone.now()
     for step in range(12):  # the threshold moves under and over the value: the condition flips each time
         AlertRule.objects.filter(pk=errors.pk).update(warning_threshold=3 if step % 2 else 30, resolve_threshold=None)
-        delivery.deliver(alerting.evaluate_rules([errors.pk], now=now + timedelta(minutes=step + 1)))
+        delivery.deliver(evaluation.evaluate_rules([errors.pk], now=now + timedelta(minutes=step + 1)))
     alert = Alert.objects.get()
     assert alert.flapping
     sent_before = len(receiver.requests)
     AlertRule.objects.filter(pk=errors.pk).update(warning_threshold=3)
-    delivery.deliver(alerting.evaluate_rules([errors.pk], now=now + timedelta(minutes=20)))
+    delivery.deliver(evaluation.evaluate_rules([errors.pk], now=now + timedelta(minutes=20)))
     assert len(receiver.requests) == sent_before  # held while flapping
 
 
@@ -275,18 +277,18 @@ def test_a_ratio_rule_compares_a_selection_with_all_of_the_sources_events(source
 
 def test_a_quiet_source_fires_an_absence_rule(source):
     quiet = rule(name="quiet", target="absence", source=source, warning_threshold=10, value="count")
-    alerting.evaluate_rules([quiet.pk], now=timezone.now() + timedelta(minutes=11))
+    evaluation.evaluate_rules([quiet.pk], now=timezone.now() + timedelta(minutes=11))
     assert Alert.objects.get(rule=quiet).state == "firing"
     services.source_heartbeat(source=source)
     heartbeat = rule(name="heartbeat", target="absence", heartbeat=True, source=source, warning_threshold=10)
-    alerting.evaluate_rules([heartbeat.pk])
+    evaluation.evaluate_rules([heartbeat.pk])
     assert not Alert.objects.filter(rule=heartbeat, state="firing").exists()
 
 
 def test_an_open_breaker_fires_a_breaker_rule(db):
     breakers = rule(name="breakers", target="breakers", comparator="gte", warning_threshold=None, critical_threshold=1)
-    console.breaker("payments-api").force_open(reason="test")
-    alerting.evaluate_rules([breakers.pk])
+    process_runtime.breaker("payments-api").force_open(reason="test")
+    evaluation.evaluate_rules([breakers.pk])
     alert = Alert.objects.get(rule=breakers)
     assert (alert.state, alert.severity, alert.labels) == ("firing", Severity.CRITICAL, {"breaker": "payments-api"})
 
@@ -298,9 +300,9 @@ def test_without_channels_a_rule_routes_by_severity(source, receiver):
     NotificationChannel.objects.create(
         name="chat", kind="webhook", config={"url": receiver.url("/chat")}, default_for=["HIGH", "MEDIUM"]
     )
-    assert alerting.Routing().channels_for(rule(), Severity.CRITICAL) == [pager]
-    assert [c.name for c in alerting.Routing().channels_for(AlertRule(name="x"), Severity.MEDIUM)] == ["chat"]
-    assert alerting.Routing().channels_for(AlertRule(name="y"), Severity.LOW) == []
+    assert evaluation.Routing().channels_for(rule(), Severity.CRITICAL) == [pager]
+    assert [c.name for c in evaluation.Routing().channels_for(AlertRule(name="x"), Severity.MEDIUM)] == ["chat"]
+    assert evaluation.Routing().channels_for(AlertRule(name="y"), Severity.LOW) == []
 
 
 @pytest.mark.parametrize(
@@ -345,7 +347,7 @@ def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(so
         delivery.deliver([services.channel_test(channel=channel, by="user:ops").pk])
     channel.refresh_from_db()
     assert not channel.enabled and "404" in channel.last_error and channel.disabled_reason
-    assert ErrorEvent.objects.filter(logger="incidents.delivery", tags__channel="ops-hook").exists()
+    assert ErrorEvent.objects.filter(logger="incidents.alerting.delivery", tags__channel="ops-hook").exists()
 
 
 def test_a_private_address_is_refused_unless_allow_listed(source, receiver, settings):
@@ -385,15 +387,15 @@ def test_a_breaker_saved_in_admin_for_a_channel_governs_its_deliveries(channel, 
     saved = Breaker(name=channel.breaker_name, window_size=1, minimum_calls=1, failure_rate_threshold=100)
     saved.full_clean()  # "notify:ops-hook" is a name the admin form accepts
     saved.save()
-    console.apply_saved_config(console.runtime())
+    process_runtime.apply_saved_config(process_runtime.runtime())
     receiver.reply = Reply(status=503)
     delivery.deliver([services.channel_test(channel=channel, by="user:ops").pk])
     # One failed call opens it, as saved: the default needs ten calls in its window first.
-    assert console.breaker(channel.breaker_name).state == State.OPEN
+    assert process_runtime.breaker(channel.breaker_name).state == State.OPEN
 
 
 def test_deliveries_go_through_the_channels_breaker(channel, receiver):
-    console.breaker(channel.breaker_name).force_open(reason="receiver down for maintenance")
+    process_runtime.breaker(channel.breaker_name).force_open(reason="receiver down for maintenance")
     notification = services.channel_test(channel=channel, by="user:ops")
     delivery.deliver([notification.pk])
     notification.refresh_from_db()
@@ -421,7 +423,7 @@ NESTED_LOOPS = "".join(f'{{% for c{i} in "{"x" * 50}" %}}' for i in range(3)) + 
     ],
 )
 def test_a_template_that_could_run_or_grow_without_bound_is_refused_on_save_naming_the_field(template, words):
-    for field in alerting.TEMPLATE_FIELDS:
+    for field in evaluation.TEMPLATE_FIELDS:
         bad = AlertRule(name="bad", comparator="gt", warning_threshold=10, **{field: template})
         with pytest.raises(ValidationError) as refused:
             bad.full_clean()
@@ -446,7 +448,7 @@ def test_a_template_stored_around_validation_is_sent_in_the_default_wording_and_
     errors = rule(channel, source=source)
     AlertRule.objects.filter(pk=errors.pk).update(summary_template=NESTED_LOOPS, runbook_template="{% debug %}")
     store(source, 5)
-    with caplog.at_level("WARNING", logger="incidents.alerting"):
+    with caplog.at_level("WARNING", logger="incidents.alerting.evaluation"):
         digest_and_evaluate()
     body = receiver.last.json()
     assert (body["summary"], body["runbook"]) == ("errors: 5.0 (threshold 3.0)", "")

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from incidents.alerting.transports.base import MASK
 from incidents.models import Alert, AlertRule, Notification, NotificationChannel, Severity, Silence
-from incidents.transports.base import MASK
 from tests.api_support import patch_json, post_json
 from tests.incidents.test_alerting_admin import assert_delivery_enqueued, firing_alert
 

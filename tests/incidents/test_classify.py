@@ -21,7 +21,7 @@ from django.db.utils import IntegrityError, OperationalError
 from django.utils import timezone
 from sentry_sdk.utils import event_from_exception
 
-from incidents.classify import (
+from incidents.ingest.classify import (
     KNOWN_HIERARCHY,
     ErrorTypeInfo,
     classify,
@@ -536,7 +536,7 @@ def test_a_rule_edited_in_the_database_applies_on_the_next_load():
 @pytest.mark.django_db
 def test_a_rule_stored_around_validation_is_skipped_not_fatal(caplog):
     ClassificationRule.objects.filter(name="Timeouts").update(message_pattern="(unclosed")
-    with caplog.at_level(logging.WARNING, logger="incidents.classify"):
+    with caplog.at_level(logging.WARNING, logger="incidents.ingest.classify"):
         rules, catalog = load_ruleset_and_catalog()
     assert "Timeouts" not in {rule.name for rule in rules}
     assert "Timeouts" in caplog.text

@@ -176,7 +176,7 @@ def test_a_rule_changed_by_another_process_applies_within_a_second(source, diges
 
 
 def test_small_batches_still_digest_everything(source):
-    from incidents.digest import digest_pending
+    from incidents.ingest.digest import digest_pending
 
     store(source, *[failure_at("validate", f"x {i}") for i in range(7)])
     assert digest_pending(batch_size=3) == 7
@@ -197,7 +197,7 @@ def test_digests_running_at_once_count_every_event_once(source):
 
     from django.db import connection
 
-    from incidents.digest import digest_pending
+    from incidents.ingest.digest import digest_pending
 
     store(source, *[failure_at(f"step_{i % 5}", f"x {i}") for i in range(200)])
     start = threading.Barrier(2)

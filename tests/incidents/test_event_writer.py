@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from incidents.ingest.classification import classify_and_group
 from incidents.ingest.normalize import normalize_native_event
+from incidents.ingest.storage import EventWrite
 from incidents.ingest.writer import EventWriter
 from incidents.models import DigestRequest, ErrorEvent
-from incidents.storage import EventWrite
 from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from sentry_sdk.utils import event_from_exception, set_in_app_in_frames
 
-from incidents.grouping import group, normalize_message
+from incidents.ingest.grouping import group, normalize_message
 from incidents.ingest.normalize import normalize_sentry_event
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from incidents import services
 from incidents.models import Alert, AlertRule, Incident, Notification, NotificationChannel, Severity
-from resilience import console
+from resilience import process_runtime
 from tests.e2e.conftest import ROOT, _stop
 from tests.support import FastPathClient, database_url_for_processes, native_event, wait_until
 
@@ -253,7 +253,7 @@ def test_ingest_latency_is_observed_on_both_ways_in(client, api_as, ingest_key):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_forced_open_breaker_shows_state_open(api_as, console_threads):
     name = f"metrics-{uuid.uuid4().hex[:8]}"
-    console.breaker(name).force_open(reason="maintenance")
+    process_runtime.breaker(name).force_open(reason="maintenance")
     text = scrape(api_as)
     assert metric(text, "console_breaker_state", breaker=name, state="open") == 1
     assert metric(text, "console_breaker_state", breaker=name, state="closed") == 0

@@ -7,7 +7,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents import alerting, services
+from incidents import services
+from incidents.alerting import evaluation
 from incidents.models import Alert, AlertRule
 
 pytestmark = pytest.mark.django_db
@@ -83,9 +84,9 @@ def test_a_heartbeat_rule_fires_only_once_the_heartbeats_stop_for_longer_than_it
     )
     beat(api, ingest_key.public_key)
     now = timezone.now()
-    alerting.evaluate_rules([rule.pk], now=now + timedelta(minutes=20))
+    evaluation.evaluate_rules([rule.pk], now=now + timedelta(minutes=20))
     assert not Alert.objects.filter(rule=rule, state=Alert.State.FIRING).exists()
-    alerting.evaluate_rules([rule.pk], now=now + timedelta(minutes=45))
+    evaluation.evaluate_rules([rule.pk], now=now + timedelta(minutes=45))
     alert = Alert.objects.get(rule=rule)
     assert alert.state == Alert.State.FIRING
     assert 44 < alert.value < 46

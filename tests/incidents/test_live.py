@@ -9,11 +9,11 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from incidents import live
+from incidents.fleet.reports import console_source, transition_record
+from incidents.live import outbox
 from incidents.models import LiveMessage
-from resilience import console
-from resilience.live import config_version_bump
-from resilience.reporting import console_source, transition_record
+from resilience import process_runtime
+from resilience.config_watcher import config_version_bump
 
 # Seeded rows (the error-type catalog) must survive: transitions are classified.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.asyncio]
@@ -24,9 +24,9 @@ async def listener():
     """A channel in the live group, as a consumer's would be; one event loop, as in a web process."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.group_add(live.GROUP, channel)
+    await layer.group_add(outbox.GROUP, channel)
     yield lambda: asyncio.wait_for(layer.receive(channel), timeout=10)
-    await layer.group_discard(live.GROUP, channel)
+    await layer.group_discard(outbox.GROUP, channel)
 
 
 @pytest.fixture
@@ -40,16 +40,16 @@ def new_messages():
 def stopped_console_runtime():
     """Signals through the Redis breaker start the console runtime; stop its threads with the test."""
     yield
-    console.shutdown()
+    process_runtime.shutdown()
 
 
 def publish(**message):
-    return sync_to_async(live.publish)(**message)
+    return sync_to_async(outbox.publish)(**message)
 
 
 def rolled_back_publish():
     with pytest.raises(RuntimeError), transaction.atomic():
-        live.publish(topic="incident.updated", key="incident:1", payload={"count": 1})
+        outbox.publish(topic="incident.updated", key="incident:1", payload={"count": 1})
         raise RuntimeError("the change failed")
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Python's re needs about 2^60 steps for this message; a linear matcher needs a few hundred.
 HOSTILE_CLASSIFICATION = """
 from types import SimpleNamespace
-from incidents.classify import ErrorTypeInfo, classify, compile_rules
+from incidents.ingest.classify import ErrorTypeInfo, classify, compile_rules
 
 rule = SimpleNamespace(
     id=1, name="nested", position=1, enabled=True, exception_type="", message_pattern="(a+)+$", http_status="",
@@ -106,7 +106,7 @@ def test_ingest_skips_a_rule_stored_around_validation_that_re2_cannot_run_and_lo
         message_pattern=r"timed out(?= after)",
         error_type=ErrorType.objects.get(code="INTERNAL"),
     )
-    with caplog.at_level(logging.WARNING, logger="incidents.classify"):
+    with caplog.at_level(logging.WARNING, logger="incidents.ingest.classify"):
         response = client.post(
             "/api/v1/events/",
             data=json.dumps(native_event()),  # "read timed out after 30s"

@@ -7,7 +7,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from incidents import quotas
+from incidents.ingest import quotas
 
 pytestmark = pytest.mark.django_db
 

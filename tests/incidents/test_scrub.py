@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from incidents import scrub
-from incidents.scrub import FILTERED, Scrubber, scrub_event, scrub_string
+from incidents.ingest import scrub
+from incidents.ingest.scrub import FILTERED, Scrubber, scrub_event, scrub_string
 
 CORPUS = json.loads((Path(__file__).parent / "fixtures" / "scrub_corpus.json").read_text())
 

@@ -4,7 +4,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from incidents import services, storage
+from incidents import services
+from incidents.ingest import storage
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent
 from tests.support import database_url_for_processes, native_event

@@ -28,14 +28,14 @@ import django
 
 django.setup()
 
-from resilience import console  # noqa: E402
+from resilience import process_runtime  # noqa: E402
 from resilience.runtime.breaker import CallNotPermitted  # noqa: E402
 
 
 def main() -> None:
     name = sys.argv[1]
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)  # the saved config, before the breaker's first use
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)  # the saved config, before the breaker's first use
     breaker = runtime.breaker(name)
     announced: list[str] = []
     breaker.add_listener(lambda transition: announced.append(str(transition.to_state)))
@@ -63,10 +63,10 @@ def main() -> None:
                 time.sleep(0.02)  # polling a condition with a deadline
             answer(seen=str(breaker.mode) == arguments[0])
         elif command == "flush":
-            console.flush_reports()
+            process_runtime.flush_reports()
             answer()
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.flush_reports()
+    process_runtime.shutdown()
 
 
 if __name__ == "__main__":

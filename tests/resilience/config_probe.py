@@ -16,7 +16,7 @@ import django
 
 django.setup()
 
-from resilience.live import ConfigWatcher  # noqa: E402
+from resilience.config_watcher import ConfigWatcher  # noqa: E402
 
 
 def report(version: int) -> None:

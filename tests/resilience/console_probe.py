@@ -20,7 +20,7 @@ import django
 
 django.setup()
 
-from resilience import console  # noqa: E402
+from resilience import process_runtime  # noqa: E402
 
 
 def refused() -> None:
@@ -38,7 +38,7 @@ def report(breaker) -> None:
 
 
 name, failures = sys.argv[1], int(sys.argv[2])
-breaker = console.breaker(name)
+breaker = process_runtime.breaker(name)
 for _ in range(failures):
     fail(breaker)
 report(breaker)
@@ -46,4 +46,4 @@ for line in sys.stdin:
     if line.strip() == "fail":
         fail(breaker)
     report(breaker)
-console.shutdown()
+process_runtime.shutdown()

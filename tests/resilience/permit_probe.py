@@ -17,13 +17,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 def make_store(kind: str, prefix: str):
     if kind == "redis":
-        from resilience.runtime.redis_store import RedisStateStore
+        from resilience.stores.redis import RedisStateStore
 
         return RedisStateStore.from_url(os.environ["REDIS_URL"], prefix=prefix)
     import django
 
     django.setup()
-    from resilience.stores import DatabaseStateStore
+    from resilience.stores.database import DatabaseStateStore
 
     return DatabaseStateStore()
 

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from resilience.live import config_version
+from resilience.config_watcher import config_version
 from resilience.models import Breaker
 from tests.api_support import patch_json
 

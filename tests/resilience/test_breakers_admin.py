@@ -7,11 +7,11 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.fleet.reports import windows_record
 from incidents.models import ErrorEvent
-from resilience import console
-from resilience.live import config_version
+from resilience import process_runtime
+from resilience.config_watcher import config_version
 from resilience.models import Breaker, BreakerState, BreakerTransition
-from resilience.reporting import windows_record
 from resilience.runtime.state import State
 from tests.support import wait_until
 
@@ -25,10 +25,10 @@ ADD = reverse("admin:resilience_breaker_add")
 @pytest.fixture(autouse=True)
 def fresh_runtime():
     """Each test gets its own registry and watcher, stopped afterwards."""
-    console.shutdown()
+    process_runtime.shutdown()
     yield
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.flush_reports()
+    process_runtime.shutdown()
 
 
 def form_data(**overrides) -> dict:
@@ -89,7 +89,7 @@ def test_the_database_refuses_what_the_form_would(db):
 def test_the_list_shows_each_breakers_shared_state(admin_client):
     Breaker.objects.create(name="payments-api")
     Breaker.objects.create(name="search-api")
-    console.breaker("payments-api").force_open(reason="maintenance")
+    process_runtime.breaker("payments-api").force_open(reason="maintenance")
     page = admin_client.get(CHANGELIST).content.decode()
     assert 'breaker-badge breaker-open">Open · forced open<' in page
     assert 'breaker-badge breaker-closed">Closed<' in page
@@ -104,7 +104,7 @@ def test_operator_actions_switch_the_shared_state_and_leave_a_history(admin_clie
     assert BreakerState.objects.get(name="payments-api").state == State.HALF_OPEN
     admin_client.post(CHANGELIST, {"action": "reset", "_selected_action": [breaker.pk]})
     assert BreakerState.objects.get(name="payments-api").state == State.CLOSED
-    console.flush_reports()
+    process_runtime.flush_reports()
     history = list(BreakerTransition.objects.order_by("at", "id").values_list("to_state", "reason", "breaker"))
     who = f"admin: {admin_user.username}"
     assert history == [
@@ -118,8 +118,8 @@ def test_operator_actions_switch_the_shared_state_and_leave_a_history(admin_clie
 
 def test_a_saved_config_applies_without_losing_the_window(db):
     row = Breaker.objects.create(name="payments-api", window_size=20, minimum_calls=10, failure_rate_threshold=50)
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     breaker = runtime.breaker("payments-api")
     for _ in range(6):
         with pytest.raises(ConnectionError):
@@ -127,7 +127,7 @@ def test_a_saved_config_applies_without_losing_the_window(db):
     assert breaker.state == State.CLOSED  # 6 calls: under the minimum of 10
     row.minimum_calls = 5
     row.save()
-    assert console.apply_saved_config(runtime) == []
+    assert process_runtime.apply_saved_config(runtime) == []
     assert breaker.metrics().calls == 6  # the window survived the new config
     with pytest.raises(ConnectionError):
         breaker.call(_refused)
@@ -136,16 +136,16 @@ def test_a_saved_config_applies_without_losing_the_window(db):
 
 def test_a_config_this_process_cannot_apply_keeps_the_last_good_one(db):
     row = Breaker.objects.create(name="payments-api", failure_rate_threshold=50)
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     # As a process with another set of installed libraries saved it.
     Breaker.objects.filter(pk=row.pk).update(record_exceptions="nowhere.MadeUpError", failure_rate_threshold=10)
     Breaker.objects.create(name="search-api", failure_rate_threshold=30)
-    errors = console.apply_saved_config(runtime)
+    errors = process_runtime.apply_saved_config(runtime)
     assert [error.field for error in errors] == ["breakers.payments-api.record_exceptions"]
     assert runtime.breaker("payments-api").config.failure_rate_threshold == 50
     assert runtime.breaker("search-api").config.failure_rate_threshold == 30  # the others still apply
-    console.flush_reports()
+    process_runtime.flush_reports()
     reported = ErrorEvent.objects.get(logger="resilience.config")  # operators see it, not just the log
     assert (reported.source.slug, reported.tags["field"]) == ("console", "breakers.payments-api.record_exceptions")
     assert "nowhere.MadeUpError" in reported.message
@@ -156,15 +156,15 @@ def test_the_list_shows_failure_rate_and_calls_summed_over_the_processes_reporti
     # One of the console's own breakers: this process runs it and reports its window as console processes do.
     name = "notify:payments-hook"
     Breaker.objects.create(name=name, window_size=100, minimum_calls=50, failure_rate_threshold=50)
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     breaker = runtime.breaker(name)
     for _ in range(3):
         breaker.call(lambda: "ok")
         with pytest.raises(ConnectionError):
             breaker.call(_refused)
-    console.report_windows(runtime)
-    console.flush_reports()
+    process_runtime.report_windows(runtime)
+    process_runtime.flush_reports()
     window = {"breaker": name, "state": "closed", "mode": "auto", "slow_calls": 1, "not_permitted": 0}
     now = timezone.now()
     windows_record(process="web-2:77", windows=[{**window, "calls": 4, "failures": 0}], at=now)
@@ -179,8 +179,8 @@ def test_a_due_half_open_happens_without_waiting_for_a_call(db):
     Breaker.objects.create(
         name="payments-api", window_size=1, minimum_calls=1, wait_duration=0.2, automatic_half_open=True
     )
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     breaker = runtime.breaker("payments-api")
     with pytest.raises(ConnectionError):
         breaker.call(_refused)
@@ -193,15 +193,15 @@ def test_a_recovery_alert_becomes_an_incident_of_its_error_type(digest):
     from incidents.models import Incident
     from resilience.exceptions import ApiError
 
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)  # the seeded auth-failure-alert policy
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)  # the seeded auth-failure-alert policy
 
     def fetch_prices():
         raise ApiError("unauthorized", status_code=401)
 
     with pytest.raises(ApiError):
         runtime.recovery.execute(fetch_prices, component="prices")
-    console.flush_reports()
+    process_runtime.flush_reports()
     digest()
     alert = Incident.objects.get(source__slug="console", title__contains="alert for")
     assert (alert.error_type.code, alert.severity) == ("API_AUTH", 50)  # critical, as the policy says
@@ -218,11 +218,11 @@ def test_transitions_become_one_incident_per_breaker_and_state_with_the_breakers
 
     server_errors = ErrorType.objects.get(code="API_SERVER_ERROR")
     Breaker.objects.create(name="payments-api", component="payments", error_type=server_errors)
-    breaker = console.breaker("payments-api")
+    breaker = process_runtime.breaker("payments-api")
     for _ in range(2):
         breaker.force_open(reason="maintenance")
         breaker.reset(reason="maintenance over")
-    console.flush_reports()
+    process_runtime.flush_reports()
     digest()
     opened = Incident.objects.get(source__slug="console", title__contains="opened")
     assert (opened.error_type, opened.category, opened.event_count) == (server_errors, server_errors.category, 2)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from incidents.models import ErrorEvent
-from resilience import console
+from resilience import process_runtime
 from resilience.models import Breaker
 from resilience.runtime.state import State
 from tests.support import native_event
@@ -17,10 +17,10 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 @pytest.fixture(autouse=True)
 def fresh_runtime():
-    console.shutdown()
+    process_runtime.shutdown()
     yield
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.flush_reports()
+    process_runtime.shutdown()
 
 
 def post(client, key, **fields):
@@ -40,11 +40,11 @@ def test_ingest_keeps_accepting_and_counting_quotas_while_redis_is_down(client, 
     settings.REDIS_URL = DEAD_REDIS
     source.rate_limit_per_minute = 8
     source.save()
-    console.apply_saved_config(console.runtime())
+    process_runtime.apply_saved_config(process_runtime.runtime())
     statuses = [post(client, ingest_key, message=f"order {n} failed").status_code for n in range(10)]
     assert statuses == [200] * 8 + [429] * 2  # counted in this process instead
     assert ErrorEvent.objects.filter(source=source).count() == 8
-    assert console.breaker(console.REDIS_BREAKER).state == State.OPEN
-    console.flush_reports()
+    assert process_runtime.breaker(process_runtime.REDIS_BREAKER).state == State.OPEN
+    process_runtime.flush_reports()
     opened = ErrorEvent.objects.get(source__slug="console", tags__breaker="redis", tags__to_state="open")
     assert opened.component == "console.redis"

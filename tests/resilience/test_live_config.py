@@ -12,8 +12,8 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 
-from resilience import live
-from resilience.live import ConfigWatcher, config_version, config_version_bump
+from resilience import config_watcher
+from resilience.config_watcher import ConfigWatcher, config_version, config_version_bump
 from resilience.models import Breaker
 from tests.support import database_url_for_processes, wait_until
 
@@ -139,7 +139,7 @@ def test_a_running_process_applies_a_saved_breaker_keeping_its_window_and_state(
 
 
 def test_a_change_that_failed_to_apply_is_tried_again_without_another_save(monkeypatch):
-    monkeypatch.setattr(live, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(config_watcher, "RETRY_SECONDS", 0.05)
     attempts = []
 
     def apply_once_the_database_is_back(version: int) -> None:

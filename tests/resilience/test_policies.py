@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from resilience.live import config_version
+from resilience.config_watcher import config_version
 from resilience.models import DegradationFeature, DegradationRule, RateLimitPolicy, RecoveryPolicy, RetryPolicy
 from resilience.runtime.retry import default_retry_policies
 

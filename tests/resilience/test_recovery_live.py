@@ -3,7 +3,7 @@ topic, then as the incidents the digest groups them into (one per policy and out
 
 import pytest
 
-from incidents.live import newest_id
+from incidents.live.outbox import newest_id
 from incidents.models import Incident, LiveMessage
 from resilience.exceptions import ApiError
 

@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 
 from resilience.runtime.breaker import BreakerConfig, CircuitBreaker
-from resilience.runtime.redis_store import RedisStateStore
 from resilience.runtime.state import State
+from resilience.stores.redis import RedisStateStore
 
 CALLS = 10_000
 

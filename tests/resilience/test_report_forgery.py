@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from incidents import services
+from incidents.fleet.reports import config_snapshot, console_source, windows_record
 from incidents.models import ErrorEvent
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
-from resilience.reporting import config_snapshot, console_source, windows_record
 from tests.api_support import patch_json
 
 # The console's runtime writes from its own threads, which need committed rows.

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from incidents import quotas
+from incidents.fleet.reports import windows_record
+from incidents.ingest import quotas
 from incidents.models import ErrorType
-from resilience import console
-from resilience.live import config_version
+from resilience import process_runtime
+from resilience.config_watcher import config_version
 from resilience.models import Breaker, BreakerState, BreakerTransition, DegradationFeature, DegradationRule
-from resilience.reporting import windows_record
 from tests.api_support import patch_json, post_json
 from tests.support import native_event
 
@@ -27,10 +27,10 @@ ENDPOINTS = [BREAKERS, PAYMENTS, "/api/v1/rate-limit-status/", "/api/v1/system-h
 @pytest.fixture(autouse=True)
 def fresh_runtime():
     """Each test gets its own runtime, stopped after its reports are written."""
-    console.shutdown()
+    process_runtime.shutdown()
     yield
-    console.flush_reports()
-    console.shutdown()
+    process_runtime.flush_reports()
+    process_runtime.shutdown()
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def ingest(client, key, **fields):
 def test_the_list_keys_every_breaker_by_name_with_its_shared_state_and_summed_windows(api_as, payments, settings):
     settings.RESILIENCE_WINDOW_REPORT_SECONDS = 60  # reports older than a few intervals no longer count
     Breaker.objects.create(name="search-api")
-    console.breaker("payments-api").force_open(reason="maintenance")
+    process_runtime.breaker("payments-api").force_open(reason="maintenance")
     report("web-1:10", payments, calls=10, failures=4, slow_calls=1)
     report("web-2:20", payments, calls=6, failures=2)
     report("gone:1", payments, calls=90, failures=90, ago=timedelta(hours=1))  # stopped reporting
@@ -97,8 +97,8 @@ def test_the_list_keys_every_breaker_by_name_with_its_shared_state_and_summed_wi
 
 
 def test_an_automatic_opening_shows_when_it_lets_a_probe_through(api_as, payments):
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     breaker = runtime.breaker("payments-api")
     for _ in range(5):
         with pytest.raises(ConnectionError):
@@ -161,7 +161,7 @@ def test_with_the_redis_state_store_the_state_shown_is_the_one_kept_in_redis(api
     name = "reporting-api-redis-probe"  # its own key: the Redis server may be shared
     Breaker.objects.create(name=name)
     settings.RESILIENCE_STATE_STORE = "redis"
-    console.shutdown()  # saving the breaker started a runtime on the database store
+    process_runtime.shutdown()  # saving the breaker started a runtime on the database store
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(f"resilience:breaker:{name}")
     try:
@@ -171,7 +171,7 @@ def test_with_the_redis_state_store_the_state_shown_is_the_one_kept_in_redis(api
         assert (shown["state"], shown["mode"]) == ("open", "forced_open")
         assert not BreakerState.objects.filter(name=name).exists()  # the database store was never used
     finally:
-        console.shutdown()
+        process_runtime.shutdown()
         client.delete(f"resilience:breaker:{name}")
 
 
@@ -220,8 +220,8 @@ def test_an_admin_patch_saves_only_the_fields_sent_and_bumps_the_config_version(
         20,
     )
     assert config_version() > before  # running processes apply it live
-    runtime = console.runtime()
-    console.apply_saved_config(runtime)
+    runtime = process_runtime.runtime()
+    process_runtime.apply_saved_config(runtime)
     assert runtime.breaker("payments-api").config.failure_rate_threshold == 25.0
 
 
@@ -267,7 +267,7 @@ def test_force_open_opens_the_shared_state_and_records_the_transition(api_as, pa
     assert (shown["state"], shown["mode"]) == ("open", "forced_open")
     shared = BreakerState.objects.get(name="payments-api")
     assert (shared.state, shared.mode, shared.last_reason) == ("open", "forced_open", "api: admin-user: maintenance")
-    console.flush_reports()
+    process_runtime.flush_reports()
     transition = BreakerTransition.objects.get(breaker_name="payments-api")
     assert (transition.from_state, transition.to_state, transition.breaker) == ("closed", "open", payments)
     assert transition.reason == "api: admin-user: maintenance"
@@ -283,7 +283,7 @@ def test_the_switches_move_the_breaker_as_the_admin_actions_do(api_as, payments)
         states.append((shown["state"], shown["mode"]))
     # Leaving a forced opening probes first; a reset closes it in automatic mode.
     assert states == [("open", "forced_open"), ("half_open", "auto"), ("closed", "forced_closed"), ("closed", "auto")]
-    console.flush_reports()
+    process_runtime.flush_reports()
     history = BreakerTransition.objects.order_by("at", "id").values_list("to_state", "mode")
     assert list(history) == [
         ("open", "forced_open"),
@@ -368,7 +368,7 @@ def test_system_health_is_healthy_with_closed_breakers_and_critical_once_one_ope
         "firing_alerts": 0,
     }
 
-    console.breaker("payments-api").force_open(reason="maintenance")
+    process_runtime.breaker("payments-api").force_open(reason="maintenance")
     body = viewer.get("/api/v1/system-health/").json()
 
     assert body["health"] == "critical" and body["metrics"]["open_circuits"] == 1
@@ -377,7 +377,7 @@ def test_system_health_is_healthy_with_closed_breakers_and_critical_once_one_ope
 
 
 def test_a_half_open_breaker_is_a_warning(api_as, payments):
-    breaker = console.breaker("payments-api")
+    breaker = process_runtime.breaker("payments-api")
     breaker.force_open(reason="maintenance")
     breaker.set_auto(reason="probing")
     body = api_as("viewer").get("/api/v1/system-health/").json()
@@ -434,9 +434,9 @@ def test_an_open_critical_breaker_degrades_the_system_and_names_the_features_it_
     DegradationFeature.objects.create(name="price-chart", breakers="prices-api", fallback="cached-prices")
     DegradationFeature.objects.create(name="search", breakers="search-api", min_level=2)
     DegradationRule.objects.create(name="critical-open", condition="critical_breaker_open", level=2)
-    runtime = console.runtime()
+    runtime = process_runtime.runtime()
     runtime.fallbacks.register("cached-prices", lambda *args, **kwargs: [])
-    console.apply_saved_config(runtime)
+    process_runtime.apply_saved_config(runtime)
 
     admin = api_as("admin")
     assert admin.post(f"{PAYMENTS}force-open/").status_code == 200

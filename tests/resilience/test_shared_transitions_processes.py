@@ -44,11 +44,11 @@ def breaker_name(store_kind):
 def shared_store(store_kind, console_threads):
     """The store the console processes use, as the test process reaches it."""
     if store_kind == "redis":
-        from resilience.runtime.redis_store import RedisStateStore
+        from resilience.stores.redis import RedisStateStore
 
         store = RedisStateStore.from_url(settings.REDIS_URL)  # the console's own prefix
     else:
-        from resilience.stores import DatabaseStateStore
+        from resilience.stores.database import DatabaseStateStore
 
         store = DatabaseStateStore()
     yield store

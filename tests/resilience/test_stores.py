@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from resilience.runtime.redis_store import RedisStateStore
 from resilience.runtime.state import InMemoryStateStore, Mode, SharedState, State
-from resilience.stores import DatabaseStateStore
+from resilience.stores.database import DatabaseStateStore
+from resilience.stores.redis import RedisStateStore
 from tests.support import database_url_for_processes
 
 # Threads and processes need their own connections to the test database, so tests commit for real.

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from incidents import services
-from incidents.digest import digest_pending
+from incidents.ingest.digest import digest_pending
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import Incident, Source
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.transports import Message
+from incidents.alerting.transports import Message
 from tests.receivers import Receiver
 
 

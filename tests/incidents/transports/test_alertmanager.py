@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from incidents.transports.alertmanager import AlertmanagerTransport, label_name
+from incidents.alerting.transports.alertmanager import AlertmanagerTransport, label_name
 
 
 def test_a_firing_alert_has_alertmanagers_shape(receiver, allow_loopback, settings, message):

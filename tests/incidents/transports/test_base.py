@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from incidents.transports import (
+from incidents.alerting.transports import (
     DEFAULT_TRANSPORTS,
     KINDS,
     Delivery,
@@ -18,12 +18,12 @@ from incidents.transports import (
     transport_class,
     transport_for,
 )
-from incidents.transports.alertmanager import AlertmanagerTransport
-from incidents.transports.base import isoformat
-from incidents.transports.email import EmailTransport
-from incidents.transports.pagerduty import PagerDutyTransport
-from incidents.transports.slack import SlackTransport
-from incidents.transports.webhook import WebhookTransport
+from incidents.alerting.transports.alertmanager import AlertmanagerTransport
+from incidents.alerting.transports.base import isoformat
+from incidents.alerting.transports.email import EmailTransport
+from incidents.alerting.transports.pagerduty import PagerDutyTransport
+from incidents.alerting.transports.slack import SlackTransport
+from incidents.alerting.transports.webhook import WebhookTransport
 from resilience.exceptions import ConfigError
 
 KEY = "R0123456789abcdef0123456789abcde"
@@ -159,7 +159,9 @@ def test_a_kind_can_be_replaced_by_dotted_path(settings, message):
         transport_class("slack")
 
 
-@pytest.mark.parametrize("path", ["incidents.transports.nowhere.Transport", "incidents.transports.base.Message"])
+@pytest.mark.parametrize(
+    "path", ["incidents.alerting.transports.nowhere.Transport", "incidents.alerting.transports.base.Message"]
+)
 def test_a_wrong_dotted_path_is_improperly_configured(settings, path):
     settings.NOTIFICATION_TRANSPORTS = {"webhook": path}
 

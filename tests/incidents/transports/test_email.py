@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from incidents.transports import TransportError
-from incidents.transports.email import EmailTransport
+from incidents.alerting.transports import TransportError
+from incidents.alerting.transports.email import EmailTransport
 
 RECIPIENTS = ["oncall@example.com", "payments@example.com"]
 

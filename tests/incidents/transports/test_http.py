@@ -10,8 +10,8 @@ from email.utils import format_datetime
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from incidents.transports import TransportError
-from incidents.transports.http import (
+from incidents.alerting.transports import TransportError
+from incidents.alerting.transports.http import (
     MAX_RESPONSE_BYTES,
     USER_AGENT,
     check_headers,

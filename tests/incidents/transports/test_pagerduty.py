@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from incidents.transports import TransportError
-from incidents.transports.pagerduty import DEFAULT_URL, PagerDutyTransport
+from incidents.alerting.transports import TransportError
+from incidents.alerting.transports.pagerduty import DEFAULT_URL, PagerDutyTransport
 from tests.receivers import Reply
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcde"

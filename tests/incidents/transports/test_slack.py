@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from incidents.transports import TransportError
-from incidents.transports.slack import COLORS, RESOLVED_COLOR, SlackTransport
+from incidents.alerting.transports import TransportError
+from incidents.alerting.transports.slack import COLORS, RESOLVED_COLOR, SlackTransport
 from tests.receivers import Reply
 
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.transports import TransportError
-from incidents.transports.webhook import WebhookTransport
+from incidents.alerting.transports import TransportError
+from incidents.alerting.transports.webhook import WebhookTransport
 from tests.receivers import Reply
 
 SECRET = "s3cret-s3cret-s3cret"

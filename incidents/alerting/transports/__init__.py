@@ -1,0 +1,29 @@
+"""Notification transports: one class per channel kind on a shared base, chosen by dotted path."""
+
+from incidents.alerting.transports.base import (
+    DEFAULT_TRANSPORTS,
+    EVENTS,
+    KINDS,
+    SEVERITIES,
+    ConfigField,
+    Delivery,
+    Message,
+    Transport,
+    TransportError,
+    transport_class,
+    transport_for,
+)
+
+__all__ = [
+    "DEFAULT_TRANSPORTS",
+    "EVENTS",
+    "KINDS",
+    "SEVERITIES",
+    "ConfigField",
+    "Delivery",
+    "Message",
+    "Transport",
+    "TransportError",
+    "transport_class",
+    "transport_for",
+]

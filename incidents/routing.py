@@ -1,7 +1,0 @@
-"""Websocket routes."""
-
-from django.urls import path
-
-from incidents.consumers import LiveConsumer
-
-websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]

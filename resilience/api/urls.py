@@ -1,0 +1,23 @@
+"""Reporting API routes of the resilience app: circuit breakers, rate-limit status, health, degradation."""
+
+from django.urls import path
+
+from resilience.api import views as api_views
+
+_switches = {"force-open": "force_open", "force-closed": "force_closed", "reset": "reset", "auto": "set_auto"}
+
+urlpatterns = [
+    path("circuit-breakers/", api_views.CircuitBreakerListView.as_view(), name="circuit-breaker-list"),
+    path("circuit-breakers/<str:name>/", api_views.CircuitBreakerDetailView.as_view(), name="circuit-breaker-detail"),
+    *[
+        path(
+            f"circuit-breakers/<str:name>/{segment}/",
+            api_views.CircuitBreakerSwitchView.as_view(switch=switch),
+            name=f"circuit-breaker-{segment}",
+        )
+        for segment, switch in _switches.items()
+    ],
+    path("rate-limit-status/", api_views.RateLimitStatusView.as_view(), name="rate-limit-status"),
+    path("system-health/", api_views.SystemHealthView.as_view(), name="system-health"),
+    path("degradation-mode/", api_views.DegradationModeView.as_view(), name="degradation-mode"),
+]
