@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sentry_sdk
@@ -14,6 +15,9 @@ from django.db import connection
 from django.http import HttpResponse
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.transport import HttpTransport
+
+# Small programs that tests start as separate processes.
+PROBES = Path(__file__).parent / "probes"
 
 
 @dataclass

@@ -6,7 +6,6 @@ import queue
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -15,12 +14,12 @@ from django.db import OperationalError
 from resilience import config_watcher
 from resilience.config_watcher import ConfigWatcher, config_version, config_version_bump
 from resilience.models import Breaker
-from tests.support import database_url_for_processes, wait_until
+from tests.support import PROBES, database_url_for_processes, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-PROBE = Path(__file__).with_name("config_probe.py")
-CONSOLE_PROBE = Path(__file__).with_name("console_probe.py")
+PROBE = PROBES / "config_probe.py"
+CONSOLE_PROBE = PROBES / "console_probe.py"
 
 
 class Probe:

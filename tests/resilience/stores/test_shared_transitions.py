@@ -6,19 +6,18 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from resilience.models import Breaker, BreakerTransition
 from resilience.runtime.state import Mode, SharedState, State
-from tests.support import database_url_for_processes
+from tests.support import PROBES, database_url_for_processes
 
 # Separate processes read and write the test database, so tests commit for real.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.live]
 
-BREAKER_PROCESS = Path(__file__).with_name("breaker_process.py")
+BREAKER_PROCESS = PROBES / "breaker_process.py"
 RACERS = 4
 
 

@@ -9,7 +9,7 @@ from django.utils.dateparse import parse_datetime
 from incidents.alerting.transports.base import MASK
 from incidents.models import Alert, AlertRule, Notification, NotificationChannel, Severity, Silence
 from tests.api_support import patch_json, post_json
-from tests.incidents.test_alerting_admin import assert_delivery_enqueued, firing_alert
+from tests.incidents.admin.test_alerting_admin import assert_delivery_enqueued, firing_alert
 
 pytestmark = pytest.mark.django_db
 

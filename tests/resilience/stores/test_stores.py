@@ -6,7 +6,6 @@ import sys
 import threading
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -15,12 +14,12 @@ from django.db import connection
 from resilience.runtime.state import InMemoryStateStore, Mode, SharedState, State
 from resilience.stores.database import DatabaseStateStore
 from resilience.stores.redis import RedisStateStore
-from tests.support import database_url_for_processes
+from tests.support import PROBES, database_url_for_processes
 
 # Threads and processes need their own connections to the test database, so tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-PERMIT_PROBE = Path(__file__).with_name("permit_probe.py")
+PERMIT_PROBE = PROBES / "permit_probe.py"
 
 
 @pytest.fixture(params=["memory", "database", "redis"])

@@ -1,6 +1,6 @@
 """A separate console process driving one breaker of its console runtime, for tests of shared state.
 
-    python tests/resilience/breaker_process.py NAME
+    python tests/probes/breaker_process.py NAME
     (DATABASE_URL, REDIS_URL and RESILIENCE_STATE_STORE from the environment)
 
 It applies the saved config, prints what it sees of the breaker as one JSON line, then answers

@@ -1,6 +1,6 @@
 """A separate process racing for half-open permits: prints how many it was granted.
 
-    python tests/resilience/permit_probe.py STORE NAME GENERATION LIMIT ATTEMPTS [REDIS_PREFIX]
+    python tests/probes/permit_probe.py STORE NAME GENERATION LIMIT ATTEMPTS [REDIS_PREFIX]
 
 STORE is "database" (DATABASE_URL from the environment) or "redis" (REDIS_URL). It
 prints "ready", waits for a line on stdin so that every probe starts together, then

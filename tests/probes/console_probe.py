@@ -1,6 +1,6 @@
 """A separate console process with one breaker: reports its config, window and state on request.
 
-    python tests/resilience/console_probe.py NAME FAILURES    (DATABASE_URL etc. from the environment)
+    python tests/probes/console_probe.py NAME FAILURES    (DATABASE_URL etc. from the environment)
 
 Starts the console runtime (the saved config applied, a watcher for changes), makes FAILURES
 failing calls through breaker NAME, then answers each stdin line: "fail" makes one more

@@ -1,6 +1,6 @@
 """A separate process running a ConfigWatcher: prints each config version it applies.
 
-    python tests/resilience/config_probe.py    (DATABASE_URL, REDIS_URL and poll settings from the environment)
+    python tests/probes/config_probe.py    (DATABASE_URL, REDIS_URL and poll settings from the environment)
 
 Stops when its stdin closes.
 """
