@@ -40,6 +40,11 @@ def forget_rules(**_signal_arguments) -> None:
     _cached = None
 
 
+def rules_are_cached() -> bool:
+    """Whether this process holds rules loaded from the database (the next event needs no query for them)."""
+    return _cached is not None
+
+
 def _current_rules() -> _Rules:
     global _cached
     cached = _cached

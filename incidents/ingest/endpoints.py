@@ -73,6 +73,11 @@ KEY_CACHE_SECONDS = 1.0
 _key_cache: dict[str, tuple[float, IngestKey | None]] = {}
 
 
+def forget_keys() -> None:
+    """Drop the cached keys, so the next request of each key reads it from the database again."""
+    _key_cache.clear()
+
+
 def _lookup_key(public_key: str) -> IngestKey | None:
     now = time.monotonic()
     cached = _key_cache.get(public_key)

@@ -14,6 +14,7 @@ quotas rather than failing or waiting on a dead connection.
 
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
@@ -93,6 +94,15 @@ class _RedisCounter:
 
 
 _counter: _MemoryCounter | _RedisCounter | None = None
+_clock: Callable[[], float] = time.time  # seconds since the epoch: which minute a count goes into
+
+
+def reset(*, clock: Callable[[], float] = time.time) -> None:
+    """Forget this process's counter and leases (the next call makes a counter from the settings), and
+    read the time from `clock` from now on: tests start from nothing, on a clock they control."""
+    global _counter, _clock
+    _counter = None
+    _clock = clock
 
 
 def _get_counter() -> _MemoryCounter | _RedisCounter:
@@ -106,7 +116,7 @@ def quota_consume(*, source_id: int, limit_per_minute: int, amount: int = 1) -> 
     """Count `amount` events against the source; return seconds to wait when over the limit, else None."""
     if limit_per_minute == 0:
         return None
-    now = time.time()
+    now = _clock()
     window = int(now // WINDOW_SECONDS)
     if _get_counter().take(str(source_id), amount, window, limit_per_minute):
         return None
@@ -117,7 +127,7 @@ def quota_usage(*, source_id: int, limit_per_minute: int) -> tuple[int, int | No
     """Events counted against the source this minute, and seconds until its quota renews when used up."""
     if limit_per_minute == 0:
         return 0, None  # unlimited sources are not counted
-    now = time.time()
+    now = _clock()
     window = int(now // WINDOW_SECONDS)
     used = _get_counter().add(str(source_id), 0, window)  # adding nothing reads the shared count
     if used < limit_per_minute:
