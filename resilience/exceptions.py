@@ -1,9 +1,9 @@
 """Exceptions applications raise, and the resilience runtime raises, with structured context.
 
-Every class carries an `error_code` (the application-level code of the seeds, e.g. NETWORK_ERROR),
+Every class carries an `error_code` (the code applications know it by, e.g. NETWORK_ERROR),
 a default `error_type` (the console's error-type catalog code, e.g. NETWORK_CONNECTION, which the
 catalog maps to a category and to transient/permanent) and a default severity. `to_dict()` gives the
-seeds' documented shape: message, error_code, severity, context, timestamp (plus error_type and cause).
+serialised error's shape: message, error_code, severity, context, timestamp (plus error_type and cause).
 
 Pure Python: no Django, so applications can raise these without the console installed.
 """
@@ -16,17 +16,29 @@ from typing import Any
 
 
 class Severity(StrEnum):
-    """The console's severity levels, lowest first."""
+    """The console's severity levels, lowest first: the one definition both apps derive theirs from.
 
-    INFO = "INFO"
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
+    The value is the level's name; `rank` is the integer the console stores (a model field's value),
+    so that the worst of several severities is their MAX.
+    """
+
+    INFO = "INFO", 10
+    LOW = "LOW", 20
+    MEDIUM = "MEDIUM", 30
+    HIGH = "HIGH", 40
+    CRITICAL = "CRITICAL", 50
+
+    rank: int
+
+    def __new__(cls, name: str, rank: int) -> Severity:
+        level = str.__new__(cls, name)
+        level._value_ = name
+        level.rank = rank
+        return level
 
     @classmethod
     def parse(cls, value: str) -> Severity:
-        """Return the level a name means, accepting the seeds' WARNING and ERROR."""
+        """Return the level a name means, accepting the logging names WARNING and ERROR."""
         name = str(value).upper()
         name = _SEVERITY_ALIASES.get(name, name)
         try:
@@ -36,7 +48,7 @@ class Severity(StrEnum):
             raise ValueError(f"severity must be one of {allowed}, not {value!r}") from None
 
 
-# The seeds log with WARNING/ERROR; the console stores MEDIUM/HIGH (see incidents' seed migration).
+# Applications log with WARNING/ERROR; the console stores MEDIUM/HIGH (as the default error-type catalog does).
 _SEVERITY_ALIASES = {"WARNING": Severity.MEDIUM.value, "ERROR": Severity.HIGH.value}
 
 
@@ -93,7 +105,7 @@ class ApplicationError(Exception):
         return self.__cause__
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the seeds' serialised shape, with the catalog code and the cause added."""
+        """Return the serialised error (message, code, severity, context, timestamp), catalog code and cause."""
         cause = self.cause
         return {
             "message": self.message,
