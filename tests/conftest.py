@@ -37,7 +37,9 @@ def fresh_quotas(settings):
         client = redis.Redis.from_url(settings.REDIS_URL)
         for key in client.scan_iter("quota:*"):
             client.delete(key)
-    quotas._counter = None
+    quotas.reset()
+    yield
+    quotas.reset()  # a test may have set a clock of its own
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +62,7 @@ def fresh_key_cache():
     """Forget cached ingest keys: each test makes its own sources and keys."""
     from incidents.ingest import endpoints
 
-    endpoints._key_cache.clear()
+    endpoints.forget_keys()
 
 
 @pytest.fixture(autouse=True)

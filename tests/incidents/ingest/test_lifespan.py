@@ -25,6 +25,6 @@ async def run_lifespan() -> list[str]:
 
 
 def test_startup_loads_the_classification_rules_and_completes():
-    assert classification._cached is None  # the autouse fixture forgot them
+    assert not classification.rules_are_cached()  # the autouse fixture forgot them
     assert asyncio.run(run_lifespan()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert classification._cached is not None
+    assert classification.rules_are_cached()

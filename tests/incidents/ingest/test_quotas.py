@@ -46,3 +46,15 @@ def test_a_new_minute_starts_with_no_lease(redis_url):
     assert counter.take(key, 1, 10, limit=2) and counter.take(key, 1, 10, limit=2)
     assert not counter.take(key, 1, 10, limit=2)
     assert counter.take(key, 1, 11, limit=2)
+
+
+def test_a_quota_renews_when_the_quota_clock_turns_the_minute():
+    now = 1_000 * quotas.WINDOW_SECONDS + 45.0  # 15 s before a minute ends
+    quotas.reset(clock=lambda: now)
+    source_id = uuid.uuid4().int % 1_000_000_000
+    assert quotas.quota_consume(source_id=source_id, limit_per_minute=1) is None
+    assert quotas.quota_consume(source_id=source_id, limit_per_minute=1) == 15
+    assert quotas.quota_usage(source_id=source_id, limit_per_minute=1) == (2, 15)
+    now += 15.0
+    assert quotas.quota_usage(source_id=source_id, limit_per_minute=1) == (0, None)
+    assert quotas.quota_consume(source_id=source_id, limit_per_minute=1) is None
