@@ -17,7 +17,7 @@ from resilience.runtime.breaker import (
     WindowKind,
 )
 from resilience.runtime.state import InMemoryStateStore
-from tests.resilience.runtime.test_windows import FakeClock
+from tests.resilience.runtime.clocks import FakeClock
 
 
 class Boom(Exception):

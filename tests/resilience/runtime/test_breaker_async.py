@@ -10,7 +10,7 @@ from resilience.runtime.decorators import breaker as breaker_decorator
 from resilience.runtime.degradation import DEFAULT_RULES, Feature
 from resilience.runtime.runtime import Runtime, set_runtime
 from resilience.runtime.state import InMemoryStateStore
-from tests.resilience.runtime.test_windows import FakeClock
+from tests.resilience.runtime.clocks import FakeClock
 
 
 class Boom(Exception):

@@ -9,7 +9,7 @@ from resilience.runtime.decorators import breaker, critical, emergency_only, rec
 from resilience.runtime.degradation import Level
 from resilience.runtime.recovery import RecoveryPolicy, Strategy
 from resilience.runtime.runtime import Runtime, get_runtime, set_runtime
-from tests.resilience.runtime.test_runtime import Harness, retry_policy
+from tests.resilience.runtime.harness import Harness, retry_policy
 
 
 class Flaky:
@@ -25,14 +25,6 @@ class Flaky:
         if self.errors:
             raise self.errors.pop(0)
         return self.result
-
-
-@pytest.fixture
-def harness():
-    harness = Harness()
-    previous = set_runtime(harness.runtime)
-    yield harness
-    set_runtime(previous)
 
 
 def test_breaker_decorator_opens_the_named_breaker_and_refuses_calls(harness):

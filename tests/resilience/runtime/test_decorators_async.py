@@ -8,8 +8,7 @@ from resilience.exceptions import ConfigError
 from resilience.runtime.breaker import CallNotPermitted, State
 from resilience.runtime.decorators import breaker, recover, resilient, retry
 from resilience.runtime.recovery import RecoveryPolicy, Strategy
-from resilience.runtime.runtime import set_runtime
-from tests.resilience.runtime.test_runtime import Harness, retry_policy
+from tests.resilience.runtime.harness import retry_policy
 
 
 class AsyncFlaky:
@@ -26,14 +25,6 @@ class AsyncFlaky:
         if self.errors:
             raise self.errors.pop(0)
         return self.result
-
-
-@pytest.fixture
-def harness():
-    harness = Harness(forbid_blocking_sleep=True)
-    previous = set_runtime(harness.runtime)
-    yield harness
-    set_runtime(previous)
 
 
 def as_coroutine_function(flaky: AsyncFlaky):

@@ -17,14 +17,6 @@ from resilience.runtime.degradation import (
 from resilience.runtime.recovery import ConfigError
 
 
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class World:
     """Breaker states and error rate the manager reads, changed by the tests."""
 
@@ -51,11 +43,6 @@ FALLBACKS = {"cached-quotes": lambda symbol: f"cached {symbol}", "static-charts"
 @pytest.fixture
 def world() -> World:
     return World()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def make_manager(world, clock, features=FEATURES, rules=DEFAULT_RULES, **overrides) -> DegradationManager:

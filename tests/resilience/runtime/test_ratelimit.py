@@ -13,24 +13,7 @@ from resilience.runtime.ratelimit import (
     parse_retry_after,
     retry_after_from,
 )
-
-WALL_NOW = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL_NOW + self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from tests.resilience.runtime.clocks import WALL_NOW, FakeClock
 
 
 def detector(clock: FakeClock, **policy) -> RateLimitDetector:

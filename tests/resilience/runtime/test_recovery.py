@@ -15,14 +15,7 @@ from resilience.runtime.recovery import (
     Strategy,
     default_classify,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.resilience.runtime.clocks import FakeClock
 
 
 class CodedError(Exception):

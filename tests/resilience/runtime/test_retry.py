@@ -21,29 +21,7 @@ from resilience.runtime.retry import (
     default_retry_policies,
     jittered_delay,
 )
-
-WALL_NOW = 1_700_000_000.0
-
-
-class FakeTime:
-    """A monotonic clock, a wall clock and sleeps that only record and advance."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def wall_clock(self) -> float:
-        return WALL_NOW + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+from tests.resilience.runtime.clocks import WALL_NOW, FakeTime
 
 
 def make_retrier(policy: RetryPolicy, fake: FakeTime, **kwargs) -> Retrier:
@@ -84,11 +62,6 @@ def http_error(status: int, headers: dict | None = None) -> Exception:
     error = Exception(f"HTTP {status}")
     error.response = SimpleNamespace(status_code=status, headers=headers or {})
     return error
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    return FakeTime()
 
 
 # Strategies and caps.

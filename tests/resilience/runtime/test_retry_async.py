@@ -9,7 +9,7 @@ import pytest
 
 from resilience.exceptions import RateLimitError, RetryError
 from resilience.runtime.retry import Retrier, RetryBudget, RetryPolicy
-from tests.resilience.runtime.test_retry import FakeTime
+from tests.resilience.runtime.clocks import FakeTime
 
 
 def never_block(seconds: float) -> None:
@@ -42,11 +42,6 @@ class AsyncFailing:
         if self.errors:
             raise self.errors.pop(0)
         return self.result
-
-
-@pytest.fixture
-def fake() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,5 @@
 """The process runtime: hot-applied snapshots keep state, refuse bad entries one by one, and the default runtime."""
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from resilience.exceptions import ConfigError, StrategyError
@@ -10,7 +8,6 @@ from resilience.runtime.catalog import Catalog
 from resilience.runtime.degradation import Condition, DegradationRule, Feature, Level
 from resilience.runtime.ratelimit import RateLimitPolicy
 from resilience.runtime.recovery import RecoveryPolicy, Strategy
-from resilience.runtime.retry import RetryPolicy
 from resilience.runtime.runtime import (
     Runtime,
     breaker_config_from_dict,
@@ -18,51 +15,11 @@ from resilience.runtime.runtime import (
     get_runtime,
     set_runtime,
 )
-from tests.resilience.runtime.test_windows import FakeClock
+from tests.resilience.runtime.harness import retry_policy
 
 
 class Boom(Exception):
     pass
-
-
-@dataclass
-class Harness:
-    """A runtime on a fake clock whose sleeps only advance that clock."""
-
-    clock: FakeClock = field(default_factory=FakeClock)
-    slept: list[float] = field(default_factory=list)
-    reports: list[tuple[str, dict]] = field(default_factory=list)
-    forbid_blocking_sleep: bool = False  # async tests: every wait must be awaited
-
-    def __post_init__(self) -> None:
-        self.runtime = Runtime(
-            clock=self.clock,
-            sleep=self.sleep,
-            async_sleep=self.async_sleep,
-            reporter=lambda kind, payload: self.reports.append((kind, payload)),
-        )
-
-    def sleep(self, seconds: float) -> None:
-        if self.forbid_blocking_sleep:
-            raise AssertionError("async calls must not use the blocking sleep")
-        self.slept.append(seconds)
-        self.clock.advance(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.clock.advance(seconds)
-
-
-def retry_policy(name: str, **overrides) -> dict:
-    settings = {
-        "name": name,
-        "strategy": "fixed",
-        "base_delay": 1.0,
-        "max_attempts": 3,
-        "retry_on_transient": False,
-        "retry_on_exceptions": ("ConnectionError",),
-    }
-    return RetryPolicy(**(settings | overrides)).to_dict()
 
 
 def fail(error: Exception | None = None):
@@ -76,11 +33,6 @@ def fail(error: Exception | None = None):
 
 def fields_of(errors: list[ConfigError]) -> list[str]:
     return [error.field for error in errors]
-
-
-@pytest.fixture
-def harness() -> Harness:
-    return Harness()
 
 
 # Breakers

@@ -3,19 +3,7 @@
 import threading
 
 from resilience.runtime.windows import FAILED, SLOW, CountWindow, TimeWindow, WindowKind, resize_window
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test advances them."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.resilience.runtime.clocks import FakeClock
 
 
 def totals(window) -> tuple[int, int, int]:
