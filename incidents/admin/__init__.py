@@ -1,3 +1,6 @@
-"""Admin: one module per area, imported here so that Django's autodiscovery registers them all."""
+"""The incidents admin, one module per area; each imports only `mixins`, none imports another.
 
-from incidents.admin import alerting, incidents  # noqa: F401
+Importing them here is what registers them when Django's autodiscovery imports this package.
+"""
+
+from incidents.admin import alert_rules, alerts, channels, classification, incidents, sources  # noqa: F401

@@ -1,8 +1,7 @@
-"""Admin for sources and keys, the error catalog and rules, incidents and their events.
+"""Admin for incidents and their events: browsed and triaged here, never edited by hand.
 
-Incidents and events are data, not configuration: nothing here edits them
-directly. Status changes go through `services`, and every list stays a constant
-number of indexed queries however large the tables grow.
+Status changes go through `services`, and every list stays a constant number of indexed
+queries however large the tables grow.
 """
 
 from collections import Counter
@@ -15,271 +14,15 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from access.roles import Role, role_of
 from incidents import selectors, services
-from incidents.models import (
-    ClassificationRule,
-    ErrorEvent,
-    ErrorType,
-    Incident,
-    IncidentEnvironment,
-    IngestKey,
-    Severity,
-    Source,
-)
-
-STYLES = {"all": ["incidents/admin.css"]}
-
-
-def severity_badge(value: int | None) -> str:
-    if value is None:
-        return "-"
-    label = Severity(value).label if value in Severity.values else str(value)
-    return format_html('<span class="sev-badge sev-{}">{}</span>', label.lower(), label)
-
-
-def status_badge(value: str) -> str:
-    return format_html('<span class="status-badge status-{}">{}</span>', value, value)
-
-
-def admin_link(obj, text: str = "") -> str:
-    if obj is None:
-        return "-"
-    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, text or str(obj))
-
-
-def copyable(text: str) -> str:
-    """Show a value in a read-only, unnamed text box: easy to select and copy whole, never posted."""
-    return format_html(
-        '<input type="text" class="copyable vTextField" readonly value="{}" size="{}" aria-label="DSN">',
-        text,
-        max(len(text), 20),
-    )
-
-
-class AdminsOnly:
-    """A page for the admin role only, as in the API, whatever permissions a user was granted one by one."""
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return role_of(request.user) >= Role.ADMIN and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args) -> bool:
-        return role_of(request.user) >= Role.ADMIN and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return role_of(request.user) >= Role.ADMIN and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return role_of(request.user) >= Role.ADMIN and super().has_delete_permission(request, obj)
-
-
-# Sources and ingest keys: keys and DSNs are for admins only.
-
-
-def key_state(key: IngestKey) -> str:
-    if key.revoked_at:
-        return "revoked"
-    if not key.is_usable():
-        return "expired"
-    return "expiring" if key.expires_at else "usable"
-
-
-def rotate_keys(keys) -> tuple[int, int]:
-    """Rotate every usable key given; return how many were rotated and how many skipped."""
-    rotated = skipped = 0
-    for key in keys:
-        if not key.is_usable():
-            skipped += 1
-            continue
-        services.ingest_key_rotate(key=key)
-        rotated += 1
-    return rotated, skipped
-
-
-class IngestKeyInline(admin.TabularInline):
-    model = IngestKey
-    fields = ("public_key", "dsn_text", "label", "created_at", "expires_at", "revoked_at", "usable")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="DSN")
-    def dsn_text(self, key: IngestKey) -> str:
-        return copyable(key.dsn)
-
-    @admin.display(boolean=True)
-    def usable(self, key: IngestKey) -> bool:
-        return key.is_usable()
-
-
-@admin.register(Source)
-class SourceAdmin(AdminsOnly, admin.ModelAdmin):
-    list_display = ("name", "slug", "is_active", "rate_limit", "environment_list", "created_at")
-    list_filter = ("is_active",)
-    search_fields = ("name", "slug")
-    prepopulated_fields = {"slug": ("name",)}
-    fields = ("name", "slug", "is_active", "rate_limit_per_minute", "environments")
-    inlines = [IngestKeyInline]
-    actions = ["rotate_source_keys"]
-
-    @admin.display(description="rate limit / min")
-    def rate_limit(self, source: Source) -> str:
-        limit = source.effective_rate_limit
-        text = "unlimited" if limit == 0 else f"{limit:,}"
-        return text if source.rate_limit_per_minute is not None else f"{text} (default)"
-
-    @admin.display(description="environments")
-    def environment_list(self, source: Source) -> str:
-        return ", ".join(source.environments) if source.environments else "any"
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        # Deleting a source would cascade through its events; deactivate it instead.
-        return False
-
-    def save_model(self, request, obj, form, change) -> None:
-        with transaction.atomic():
-            obj.save()
-            if not change:
-                services.ingest_key_create(source=obj, label="initial")
-
-    @admin.action(description="Rotate the usable keys of the selected sources", permissions=["change"])
-    def rotate_source_keys(self, request, queryset) -> None:
-        keys = IngestKey.objects.filter(source__in=queryset).select_related("source")
-        rotated, skipped = rotate_keys(keys)
-        self.message_user(
-            request,
-            f"{rotated} keys rotated, {skipped} skipped (not usable); old keys keep working for 24 hours.",
-            messages.SUCCESS if rotated else messages.WARNING,
-        )
-
-
-@admin.register(IngestKey)
-class IngestKeyAdmin(AdminsOnly, admin.ModelAdmin):
-    list_display = ("public_key", "source", "dsn_text", "label", "state", "created_at", "expires_at", "revoked_at")
-    list_filter = ("source",)
-    list_select_related = ("source",)
-    search_fields = ("=public_key",)
-    actions = ["revoke", "rotate"]
-    fields = ("source", "label")
-    readonly_fields = ("public_key", "dsn_text", "state", "created_at", "expires_at", "revoked_at")
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return self.fields
-        return ("source", "public_key", "dsn_text", "label", "state", "created_at", "expires_at", "revoked_at")
-
-    @admin.display(description="DSN")
-    def dsn_text(self, key: IngestKey) -> str:
-        return copyable(key.dsn)
-
-    @admin.display(description="state")
-    def state(self, key: IngestKey) -> str:
-        return key_state(key)
-
-    # A key is created, rotated and revoked through services; its stored values never change by hand.
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_manage_permission(self, request) -> bool:
-        return role_of(request.user) >= Role.ADMIN and request.user.has_perm("incidents.change_ingestkey")
-
-    def save_model(self, request, obj, form, change) -> None:
-        created = services.ingest_key_create(source=obj.source, label=obj.label)
-        obj.pk, obj.public_key, obj.created_at = created.pk, created.public_key, created.created_at
-        obj._state.adding = False
-
-    @admin.action(description="Revoke the selected keys now", permissions=["manage"])
-    def revoke(self, request, queryset) -> None:
-        keys = list(queryset)
-        for key in keys:
-            services.ingest_key_revoke(key=key)
-        self.message_user(request, f"{len(keys)} keys revoked.", messages.SUCCESS)
-
-    @admin.action(description="Rotate the selected keys (old ones expire in 24 hours)", permissions=["manage"])
-    def rotate(self, request, queryset) -> None:
-        rotated, skipped = rotate_keys(queryset)
-        self.message_user(
-            request,
-            f"{rotated} keys rotated, {skipped} skipped (revoked or expired).",
-            messages.SUCCESS if rotated else messages.WARNING,
-        )
-
-
-# Catalog and classification rules
-
-
-@admin.register(ErrorType)
-class ErrorTypeAdmin(admin.ModelAdmin):
-    list_display = (
-        "code",
-        "category",
-        "severity",
-        "transient",
-        "action_type",
-        "suggested_action",
-        "description",
-    )
-    list_filter = ("category", "default_severity", "transient")
-    search_fields = ("code", "description")
-    fields = ("code", "description", "category", "default_severity", "transient", "action_type", "suggested_action")
-
-    class Media:
-        css = STYLES
-
-    @admin.display(description="default severity", ordering="default_severity")
-    def severity(self, error_type: ErrorType) -> str:
-        return severity_badge(error_type.default_severity)
-
-
-@admin.register(ClassificationRule)
-class ClassificationRuleAdmin(admin.ModelAdmin):
-    list_display = (
-        "position",
-        "name",
-        "enabled",
-        "exception_type",
-        "message_pattern",
-        "http_status",
-        "logger",
-        "component",
-        "context_match",
-        "error_type",
-        "severity_override",
-    )
-    list_display_links = ("name",)
-    list_editable = ("position", "enabled")
-    list_filter = ("enabled", "error_type__category")
-    list_select_related = ("error_type",)
-    search_fields = ("name", "exception_type", "message_pattern")
-    ordering = ("position", "id")
-    fieldsets = (
-        (None, {"fields": ("name", "position", "enabled")}),
-        (
-            "Conditions (every filled-in one must match)",
-            {"fields": ("exception_type", "message_pattern", "http_status", "logger", "component", "context_match")},
-        ),
-        ("Result", {"fields": ("error_type", "severity_override")}),
-    )
-
+from incidents.admin.mixins import STYLES, DetailPage, ReadOnly, admin_link, listed_rows, severity_badge, status_badge
+from incidents.models import ErrorEvent, Incident, IncidentEnvironment, Source
 
 # Incidents
 
@@ -360,7 +103,7 @@ def _skips(skipped: Counter) -> str:
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(DetailPage, admin.ModelAdmin):
     list_display = (
         "severity_badge",
         "title",
@@ -387,6 +130,7 @@ class IncidentAdmin(admin.ModelAdmin):
     paginator = selectors.EstimatedCountPaginator
     list_per_page = 50
     actions = ["acknowledge", "resolve", "mute_1h", "mute_24h", "reopen"]
+    detail_template = "admin/incidents/incident/detail.html"
 
     class Media:
         css = STYLES
@@ -414,7 +158,7 @@ class IncidentAdmin(admin.ModelAdmin):
         series = getattr(incident, "hour_series", None)
         return sparkline_svg(series.of(incident.pk), series.start) if series else ""
 
-    # Read-only data
+    # Never added or deleted by hand; "change" is the status actions and the page's buttons, never a form.
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -434,9 +178,8 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
-        cl = (getattr(response, "context_data", None) or {}).get("cl")
-        if cl is not None:
-            incidents = list(cl.result_list)  # the same cached rows the template renders
+        incidents = listed_rows(response)
+        if incidents is not None:
             series = selectors.incident_hour_series([incident.pk for incident in incidents])
             for incident in incidents:
                 incident.hour_series = series
@@ -509,26 +252,15 @@ class IncidentAdmin(admin.ModelAdmin):
             self.message_user(request, f"{transition.done}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        """Show the incident: header, status buttons, timeline, latest stack trace and recent events."""
-        if request.method not in ("GET", "HEAD"):
-            return HttpResponseNotAllowed(["GET", "HEAD"])
-        incident = self.get_object(request, unquote(object_id))
-        if incident is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_or_change_permission(request, incident):
-            raise PermissionDenied
+    def detail_context(self, request, incident: Incident) -> dict:
+        """The incident page: header, status buttons, timeline, latest stack trace and recent events."""
         page = _page_number(request.GET.get("page"))
         events, has_next = selectors.incident_events_page(incident, page=page)
         latest = selectors.incident_latest_event(incident)
-        context = {
-            **self.admin_site.each_context(request),
+        return {
             "title": f"Incident {incident.pk}",
             "subtitle": incident.title,
-            "opts": self.opts,
-            "original": incident,
             "incident": incident,
-            "media": self.media,
             "has_change_permission": self.has_change_permission(request, incident),
             "transitions": TRANSITIONS,
             "timeline": selectors.incident_timeline(incident),
@@ -538,9 +270,7 @@ class IncidentAdmin(admin.ModelAdmin):
             "latest": latest,
             "chain": selectors.exception_chain(latest.exception) if latest else [],
             "source_url": source_url(self.admin_site, request, incident.source_id),
-            **(extra_context or {}),
         }
-        return TemplateResponse(request, "admin/incidents/incident/detail.html", context)
 
 
 def source_url(site, request, source_id: int) -> str | None:
@@ -570,7 +300,7 @@ class EventChangeList(ChangeList):
 
 
 @admin.register(ErrorEvent)
-class ErrorEventAdmin(admin.ModelAdmin):
+class ErrorEventAdmin(DetailPage, ReadOnly, admin.ModelAdmin):
     list_display = ("received_at", "level", "short_message", "source", "incident_link", "environment", "release")
     list_display_links = ("received_at",)
     list_filter = ("source",)
@@ -582,6 +312,7 @@ class ErrorEventAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = selectors.EstimatedCountPaginator
     list_per_page = 50
+    detail_template = "admin/incidents/errorevent/detail.html"
 
     class Media:
         css = STYLES
@@ -613,24 +344,8 @@ class ErrorEventAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source", "incident", "error_type")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        """Show one event whole: message, exception chain, tags, user, request and SDK data."""
-        if request.method not in ("GET", "HEAD"):
-            return HttpResponseNotAllowed(["GET", "HEAD"])
-        event = self.get_object(request, unquote(object_id))
-        if event is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, event):
-            raise PermissionDenied
+    def detail_context(self, request, event: ErrorEvent) -> dict:
+        """The event page: message, exception chain, tags, user, request and SDK data, all of it."""
         json_sections = [
             (name, selectors.pretty_json(value))
             for name, value in (
@@ -641,20 +356,14 @@ class ErrorEventAdmin(admin.ModelAdmin):
             )
             if value
         ]
-        context = {
-            **self.admin_site.each_context(request),
+        return {
             "title": f"Event {event.event_id}",
             "subtitle": None,
-            "opts": self.opts,
-            "original": event,
             "event": event,
-            "media": self.media,
             "chain": selectors.exception_chain(event.exception),
             "source_url": source_url(self.admin_site, request, event.source_id),
             "tags": selectors.pairs(event.tags),
             "user_fields": selectors.pairs(event.user),
             "json_sections": json_sections,
             "client_fingerprint": selectors.pretty_json(event.client_fingerprint) if event.client_fingerprint else "",
-            **(extra_context or {}),
         }
-        return TemplateResponse(request, "admin/incidents/errorevent/detail.html", context)
