@@ -12,31 +12,17 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+import resilience.exceptions
+import resilience.runtime.catalog
 
-class Severity(models.IntegerChoices):
-    """Severity levels; the integer order lets "highest seen" be a MAX."""
-
-    INFO = 10, "INFO"
-    LOW = 20, "LOW"
-    MEDIUM = 30, "MEDIUM"
-    HIGH = 40, "HIGH"
-    CRITICAL = 50, "CRITICAL"
-
-
-class Category(models.TextChoices):
-    NETWORK = "NETWORK"
-    DATABASE = "DATABASE"
-    API = "API"
-    RATE_LIMIT = "RATE_LIMIT"
-    AUTH = "AUTH"
-    VALIDATION = "VALIDATION"
-    DATA = "DATA"
-    STORAGE = "STORAGE"
-    PROCESSING = "PROCESSING"
-    WEBSOCKET = "WEBSOCKET"
-    CONFIGURATION = "CONFIGURATION"
-    SYSTEM = "SYSTEM"
-    UNKNOWN = "UNKNOWN"
+# Severity and Category are defined once, in pure modules of resilience both apps share; these are their choices.
+# A severity is stored as its level's rank (INFO 10 ... CRITICAL 50), so "highest seen" is a MAX.
+Severity = models.IntegerChoices(
+    "Severity", [(level.name, (level.rank, level.value)) for level in resilience.exceptions.Severity]
+)
+Category = models.TextChoices(
+    "Category", [(category.name, category.value) for category in resilience.runtime.catalog.Category]
+)
 
 
 class Level(models.TextChoices):

@@ -4,14 +4,16 @@ from datetime import timedelta
 
 from rest_framework import serializers
 
-from incidents.models import ErrorEvent, Incident, IncidentActivity, Severity
+from incidents.models import ErrorEvent, Incident, IncidentActivity
+from resilience.exceptions import Severity
 
-SEVERITY_NAMES = {level.value: level.name.lower() for level in Severity}
+# The stored rank of each level and the lower-case name the API shows for it.
+SEVERITY_NAMES = {level.rank: level.name.lower() for level in Severity}
 SEVERITY_BY_NAME = {name: value for value, name in SEVERITY_NAMES.items()}
 
 
 class SeverityField(serializers.ChoiceField):
-    """A severity as its lower-case name ("high"), as the seeds' API shows it."""
+    """A severity on the wire: its lower-case name ("high"), stored as its rank."""
 
     def __init__(self, **kwargs):
         super().__init__(choices=list(SEVERITY_BY_NAME), **kwargs)

@@ -21,12 +21,15 @@ from functools import cached_property, lru_cache
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from incidents.patterns import Pattern, PatternError, compile_pattern, encode_text
+from resilience.exceptions import Severity
+from resilience.runtime.catalog import FALLBACK_CODE, Category
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_TYPE = "UNEXPECTED"
-CRITICAL = 50  # Severity.CRITICAL; not imported so that this module needs no app registry
-HIGH = 40
+FALLBACK_TYPE = FALLBACK_CODE
+# Stored ranks, from the pure definitions rather than the models, so this module needs no app registry.
+CRITICAL = Severity.CRITICAL.rank
+HIGH = Severity.HIGH.rank
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Classification:
 
 
 # Used only if the catalog lacks a code, so a half-seeded database still classifies.
-_MISSING_INFO = ErrorTypeInfo(code=FALLBACK_TYPE, category="UNKNOWN", default_severity=HIGH)
+_MISSING_INFO = ErrorTypeInfo(code=FALLBACK_TYPE, category=Category.UNKNOWN.value, default_severity=HIGH)
 
 
 # Exception hierarchies.

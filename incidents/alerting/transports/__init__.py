@@ -3,7 +3,6 @@
 from incidents.alerting.transports.base import (
     DEFAULT_TRANSPORTS,
     EVENTS,
-    KINDS,
     SEVERITIES,
     ConfigField,
     Delivery,
@@ -17,7 +16,6 @@ from incidents.alerting.transports.base import (
 __all__ = [
     "DEFAULT_TRANSPORTS",
     "EVENTS",
-    "KINDS",
     "SEVERITIES",
     "ConfigField",
     "Delivery",

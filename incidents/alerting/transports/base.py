@@ -17,10 +17,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from resilience.exceptions import ConfigError
+from resilience.exceptions import ConfigError, Severity
 
 EVENTS = ("firing", "resolved", "acknowledged", "test")
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+# The severity levels as a message carries them: lower-case names, worst first.
+SEVERITIES = tuple(level.name.lower() for level in reversed(Severity))
 
 DEFAULT_TRANSPORTS = {
     "webhook": "incidents.alerting.transports.webhook.WebhookTransport",
@@ -29,15 +30,6 @@ DEFAULT_TRANSPORTS = {
     "email": "incidents.alerting.transports.email.EmailTransport",
     "alertmanager": "incidents.alerting.transports.alertmanager.AlertmanagerTransport",
 }
-
-# Static on purpose: model choices end up in migrations, which must not change with a deployment's settings.
-KINDS = [
-    ("webhook", "Webhook"),
-    ("slack", "Slack"),
-    ("pagerduty", "PagerDuty"),
-    ("email", "Email"),
-    ("alertmanager", "Alertmanager"),
-]
 
 
 def isoformat(value: datetime | None) -> str | None:
