@@ -1,9 +1,21 @@
-"""Shared fixtures: sources with keys, and a digest that runs like the worker's."""
+"""Shared fixtures: sources with keys, a digest that runs like the worker's, alerting channels and the
+receivers they deliver to, and the resets that start every test from a fresh process state.
+
+Model factories are in tests/factories.py, builders of what clients send in tests/support.py.
+
+Markers: `live` marks tests that start real server or worker processes (granian, django-q2 clusters,
+probe programs); they are the slow ones. `make test-fast` runs the suite without them
+(`pytest -m "not live"`); `make test` runs everything.
+"""
+
+from collections.abc import Iterator
 
 import pytest
 
 from incidents import services
 from incidents.ingest.digest import digest_pending
+from tests.factories import alert_rule, webhook_channel
+from tests.receivers import Receiver
 
 pytest_plugins = ["tests.api_support"]
 
@@ -24,6 +36,54 @@ def ingest_key(source):
 def digest(db):
     """Run the digest in-process, as the worker's task does."""
     return digest_pending
+
+
+@pytest.fixture
+def channel(db):
+    """A webhook channel with a secret and a header, on a URL nothing is sent to."""
+    return webhook_channel(secret="s" * 32, headers={"Authorization": "Bearer x"})
+
+
+@pytest.fixture
+def rule(channel):
+    """An alert rule notifying `channel`."""
+    return alert_rule(channel)
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """The HTTP receivers a test started, closed after it."""
+    opened: list[Receiver] = []
+    yield opened
+    for receiver in opened:
+        receiver.close()
+
+
+@pytest.fixture
+def receiver(receivers) -> Receiver:
+    """An HTTP receiver on 127.0.0.1 that records what it is sent."""
+    started = Receiver()
+    receivers.append(started)
+    return started
+
+
+@pytest.fixture
+def receiver6(receivers) -> Receiver:
+    """An HTTP receiver on ::1."""
+    try:
+        started = Receiver("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    receivers.append(started)
+    return started
+
+
+@pytest.fixture
+def receiver_channel(receiver, settings):
+    """A webhook channel delivering to `receiver`: loopback allowed, as an operator would allow an internal
+    network (processes the test starts are allowed it through their environment)."""
+    settings.NOTIFICATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    return webhook_channel(url=receiver.url())
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from django_q.signing import SignedPackage
 from access.services import api_token_create
 from incidents.models import AlertRule, ErrorEvent, Incident, NotificationChannel, Silence
 from resilience.models import Breaker, DegradationFeature, DegradationRule, RateLimitPolicy
-from tests.incidents.admin.test_alerting_admin import firing_alert
+from tests.factories import firing_alert
 from tests.support import native_event
 
 # Pages that show breakers start the console runtime, whose threads use their own connections:

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from incidents.models import AlertRule, ErrorEvent, Incident, Notification, NotificationChannel, Silence
 from resilience.models import Breaker
 from tests.api_support import token_client, user_with_role
-from tests.incidents.admin.test_alerting_admin import firing_alert
+from tests.factories import firing_alert
 from tests.support import native_event
 
 # The breaker switches record transitions from the console runtime's own threads and connections:

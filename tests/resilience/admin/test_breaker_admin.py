@@ -16,19 +16,13 @@ from resilience.runtime.state import State
 from tests.support import wait_until
 
 # The console's runtime writes from its own threads, which need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 CHANGELIST = reverse("admin:resilience_breaker_changelist")
 ADD = reverse("admin:resilience_breaker_add")
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    """Each test gets its own registry and watcher, stopped afterwards."""
-    process_runtime.shutdown()
-    yield
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
 
 
 def form_data(**overrides) -> dict:

@@ -17,20 +17,14 @@ from tests.api_support import patch_json, post_json
 from tests.support import native_event
 
 # The console's runtime writes from its own threads, which need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 BREAKERS = "/api/v1/circuit-breakers/"
 PAYMENTS = f"{BREAKERS}payments-api/"
 ENDPOINTS = [BREAKERS, PAYMENTS, "/api/v1/rate-limit-status/", "/api/v1/system-health/", "/api/v1/degradation-mode/"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    """Each test gets its own runtime, stopped after its reports are written."""
-    process_runtime.shutdown()
-    yield
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
 
 
 @pytest.fixture

@@ -10,17 +10,12 @@ from resilience.models import Breaker
 from resilience.runtime.state import State
 from tests.support import native_event
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    process_runtime.shutdown()
-    yield
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
 
 
 def post(client, key, **fields):

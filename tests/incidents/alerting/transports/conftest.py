@@ -17,33 +17,6 @@ from tests.receivers import Receiver
 
 
 @pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    opened: list[Receiver] = []
-    yield opened
-    for receiver in opened:
-        receiver.close()
-
-
-@pytest.fixture
-def receiver(receivers) -> Receiver:
-    """An HTTP receiver on 127.0.0.1."""
-    started = Receiver()
-    receivers.append(started)
-    return started
-
-
-@pytest.fixture
-def receiver6(receivers) -> Receiver:
-    """An HTTP receiver on ::1."""
-    try:
-        started = Receiver("::1")
-    except OSError:
-        pytest.skip("no IPv6 loopback here")
-    receivers.append(started)
-    return started
-
-
-@pytest.fixture
 def allow_loopback(settings):
     """Let transports reach loopback receivers, as an operator would allow an internal network."""
     settings.NOTIFICATION_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
