@@ -14,6 +14,11 @@ from django.utils import timezone
 
 import resilience.exceptions
 import resilience.runtime.catalog
+from incidents.alerting.templates import alert_template_problem
+from incidents.alerting.transports.base import Delivery, Message, Transport, TransportError, transport_class
+from incidents.ingest.rule_grammar import validate_rule
+from resilience.exceptions import ConfigError
+from resilience.runtime.breaker import CallNotPermitted
 
 # Severity and Category are defined once, in pure modules of resilience both apps share; these are their choices.
 # A severity is stored as its level's rank (INFO 10 ... CRITICAL 50), so "highest seen" is a MAX.
@@ -187,9 +192,7 @@ class ClassificationRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from incidents.ingest.classify import validate_rule  # the matcher owns the grammar it reads
-
-        validate_rule(self)
+        validate_rule(self)  # the grammar the matcher reads (ingest/rule_grammar.py)
 
 
 class Incident(models.Model):
@@ -246,6 +249,19 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def live_payload(self, **extra) -> dict:
+        """What the live stream says about this incident: enough to draw its row without asking the API."""
+        return {
+            "id": self.pk,
+            "title": self.title,
+            "status": self.status,
+            "severity": self.severity,
+            "event_count": self.event_count,
+            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
+            "source": self.source_id,
+            **extra,
+        }
 
 
 class IncidentEnvironment(models.Model):
@@ -547,9 +563,6 @@ class NotificationChannel(models.Model):
         return f"notify:{self.name.replace('/', '-')}"  # a breaker name is a URL segment
 
     def clean(self) -> None:
-        from incidents.alerting.transports.base import transport_class
-        from resilience.exceptions import ConfigError
-
         try:
             transport_class(self.kind).validate(self.config)
         except ConfigError as error:
@@ -560,6 +573,31 @@ class NotificationChannel(models.Model):
         if unknown:
             raise ValidationError({"default_for": f"unknown severities {unknown}; use {Severity.names}"})
 
+    def transport(self) -> Transport:
+        """The transport that sends this channel's messages; TransportError (permanent) when it cannot send at all."""
+        if not self.enabled:
+            raise TransportError(f"channel disabled: {self.disabled_reason or 'by an operator'}", permanent=True)
+        try:
+            return transport_class(self.kind)(self.config)
+        except ConfigError as error:  # saved before a rule tightened, or edited outside admin
+            raise TransportError(f"channel config refused: {error.field}: {error.reason}", permanent=True) from error
+
+    def notify(self, message: Message) -> Delivery:
+        """Make one delivery attempt through this channel's breaker, raising TransportError when it fails.
+
+        A channel that cannot send at all fails before the breaker: that is no failure of the receiver.
+        """
+        # Imported when a notification is sent: resilience.process_runtime imports incidents.live at import time.
+        from resilience.process_runtime import breaker
+
+        transport = self.transport()
+        try:
+            return breaker(self.breaker_name).call(transport.notify, message)
+        except CallNotPermitted as refused:
+            raise TransportError(
+                f"circuit breaker {self.breaker_name} is open", permanent=False, retry_after=refused.remaining_wait
+            ) from refused
+
 
 # The longest alert rule window: 90 days of minute rollups.
 MAX_WINDOW_MINUTES = 90 * 24 * 60
@@ -567,6 +605,9 @@ MAX_WINDOW_MINUTES = 90 * 24 * 60
 
 class AlertRule(models.Model):
     """When to tell someone: a windowed value of a selection compared with thresholds."""
+
+    GROUP_KEYS = ("source", "error_type", "incident")
+    TEMPLATE_FIELDS = ("summary_template", "runbook_template")
 
     class Target(models.TextChoices):
         EVENTS = "events", "Events matching the filters"
@@ -641,11 +682,77 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from incidents.alerting.evaluation import rule_errors
-
-        errors = rule_errors(self)
+        """Thresholds in order, a resolve threshold on the right side, known group keys, templates that render."""
+        errors: dict[str, str] = {}
+        if self.window_minutes is not None and not 1 <= self.window_minutes <= MAX_WINDOW_MINUTES:
+            errors["window_minutes"] = f"must be from 1 to {MAX_WINDOW_MINUTES} minutes (90 days)"
+        warning, critical, resolve = self.warning_threshold, self.critical_threshold, self.resolve_threshold
+        if self.target in ("events", "breakers") and warning is None and critical is None:
+            errors["warning_threshold"] = "set a warning or a critical threshold (or both)"
+        rising = self.comparator in ("gt", "gte")
+        if warning is not None and critical is not None and (critical < warning if rising else critical > warning):
+            errors["critical_threshold"] = f"must be {'at or above' if rising else 'at or below'} the warning threshold"
+        firing = self.firing_threshold
+        if resolve is not None and firing is not None and (resolve > firing if rising else resolve < firing):
+            side = "at or below" if rising else "at or above"
+            errors["resolve_threshold"] = f"must be {side} the firing threshold {firing} (the value resolves past it)"
+        if (
+            self.value == "ratio"
+            and self.target == "events"
+            and any(t is not None and t > 100 for t in (warning, critical))
+        ):
+            errors["critical_threshold" if critical and critical > 100 else "warning_threshold"] = (
+                "a ratio is a percentage: at most 100"
+            )
+        errors.update(self._group_by_errors())
+        for field in self.TEMPLATE_FIELDS:
+            problem = self.template_error(getattr(self, field))
+            if problem:
+                errors[field] = problem
         if errors:
             raise ValidationError(errors)
+
+    def _group_by_errors(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        group_by = self.group_by if isinstance(self.group_by, list) else None
+        unknown = [key for key in group_by or [] if key not in self.GROUP_KEYS]
+        if group_by is None or unknown:
+            errors["group_by"] = f"unknown group keys {unknown}; use any of {list(self.GROUP_KEYS)}"
+        if self.value == "ratio" and "incident" in (group_by or []):
+            errors["group_by"] = "a ratio compares a source's events: group it by source or error type, not incident"
+        if self.target == "absence" and self.group_by:
+            errors["group_by"] = "absence rules watch one source or all sources; leave group_by empty"
+        if self.target == "absence" and self.heartbeat and self.source_id is None:
+            errors["source"] = "a heartbeat rule watches one source's heartbeat URL: choose the source"
+        return errors
+
+    @property
+    def firing_threshold(self) -> float | None:
+        """The threshold a value must pass to fire at all: the nearer of warning and critical, None without either."""
+        thresholds = [t for t in (self.warning_threshold, self.critical_threshold) if t is not None]
+        if not thresholds:
+            return None
+        return min(thresholds) if self.comparator in ("gt", "gte") else max(thresholds)
+
+    @classmethod
+    def template_error(cls, text: str) -> str | None:
+        """Why `text` cannot be rendered as a summary or runbook template, or None."""
+        return alert_template_problem(text, cls._template_context_example())
+
+    @classmethod
+    def _template_context_example(cls) -> dict:
+        # The longest values an alert can carry, so that a template within the bounds here stays within them at send.
+        name_length = cls._meta.get_field("name").max_length
+        breaker_length = cls._meta.get_field("breaker").max_length
+        labels = {"source": 10**9, "error_type": 10**9, "incident": 10**12, "breaker": "b" * breaker_length}
+        return {
+            "rule": "r" * name_length,
+            "value": 123456789.125,
+            "threshold": 123456789.125,
+            "severity": "CRITICAL",
+            "labels": {**labels, "level": "EMERGENCY"},
+            "state": "acknowledged",
+        }
 
 
 class Alert(models.Model):
@@ -681,6 +788,24 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"{self.rule} {self.group_key}".strip()
 
+    @property
+    def was_notified(self) -> bool:
+        """Whether a firing notification went out in this firing episode."""
+        return bool(self.last_notified_at and self.fired_at and self.last_notified_at >= self.fired_at)
+
+    def live_payload(self) -> dict:
+        """What the live stream says about this alert."""
+        return {
+            "id": self.pk,
+            "rule": self.rule.name,
+            "state": self.state,
+            "severity": self.severity,
+            "value": self.value,
+            "labels": self.labels,
+            "flapping": self.flapping,
+            "acknowledged": self.acknowledged_at is not None,
+        }
+
 
 class Silence(models.Model):
     """Holds notifications of matching alerts for a time, or every week in a maintenance window."""
@@ -714,11 +839,52 @@ class Silence(models.Model):
         return self.comment
 
     def clean(self) -> None:
-        from incidents.alerting.evaluation import silence_errors
-
-        errors = silence_errors(self)
+        """It ends after it starts, matchers are label values, a daily window is whole."""
+        errors: dict[str, str] = {}
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "must be after the start"
+        matchers = self.matchers
+        if not isinstance(matchers, dict) or not all(
+            isinstance(value, str | int | float) and not isinstance(value, bool) for value in matchers.values()
+        ):
+            errors["matchers"] = 'must be a JSON object of label names to values, e.g. {"source": "3"}'
+        weekdays = self.weekdays
+        if not isinstance(weekdays, list) or not all(
+            isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= 7 for day in weekdays
+        ):
+            errors["weekdays"] = "must be a JSON list of ISO weekdays from 1 (Monday) to 7 (Sunday)"
+        start, minutes = self.daily_start, self.daily_minutes
+        if (start is None) != (minutes is None):
+            errors["daily_minutes"] = "a daily window needs both its start and its length"
+        elif minutes is not None and not 1 <= minutes <= 1440:
+            errors["daily_minutes"] = "must be from 1 to 1440 minutes"
+        elif weekdays and start is None and "weekdays" not in errors:
+            errors["daily_start"] = "weekdays apply to a daily window: give its start and length"
         if errors:
             raise ValidationError(errors)
+
+    def applies_to(self, alert: Alert, now: datetime) -> bool:
+        """Whether this silence holds `alert`'s notifications at `now` (rule, label matchers, recurring window)."""
+        if self.rule_id and self.rule_id != alert.rule_id:
+            return False
+        labels = {key: str(value) for key, value in (alert.labels or {}).items()}
+        labels["rule"] = alert.rule.name
+        if any(labels.get(key) != str(value) for key, value in (self.matchers or {}).items()):
+            return False
+        return self.in_daily_window(now)
+
+    def in_daily_window(self, now: datetime) -> bool:
+        """Whether `now` falls in the silence's daily window on one of its weekdays; always, without a window."""
+        if self.daily_start is None:
+            return True
+        for days_back in (0, 1):  # a window that started yesterday may run past midnight
+            day = (now - timedelta(days=days_back)).date()
+            if self.weekdays and day.isoweekday() not in self.weekdays:
+                continue
+            start = datetime.combine(day, self.daily_start, tzinfo=now.tzinfo)
+            if start <= now < start + timedelta(minutes=self.daily_minutes):
+                return True
+        return False
 
 
 class Notification(models.Model):

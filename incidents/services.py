@@ -1,37 +1,22 @@
-"""Every state change of sources, keys, events and incidents.
+"""Every state change of sources, keys and incidents.
 
 Views, admin actions, tasks and commands call these functions and nothing else
 to change state; each incident change leaves a timeline entry naming its actor.
+Alerts, silences and channels change through incidents.alerting.services; events
+are stored through incidents.ingest.pipeline.
 """
 
-import logging
-import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from functools import partial
-from uuid import UUID, uuid4
+from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from incidents.ingest import storage
-from incidents.ingest.classification import classify_and_group
+from incidents.ingest.pipeline import events_store  # noqa: F401  moved there; incidents/fleet/reports.py still calls services.events_store
 from incidents.live import outbox
-from incidents.models import (
-    Alert,
-    DigestRequest,
-    Incident,
-    IncidentActivity,
-    IngestKey,
-    Notification,
-    NotificationChannel,
-    Severity,
-    Silence,
-    Source,
-)
+from incidents.models import Incident, IncidentActivity, IngestKey, Source
 
 Actor = AbstractBaseUser | str
 """Who changed something: a user, or a name such as "system:digest"."""
@@ -44,10 +29,18 @@ class IncidentTransitionError(ValueError):
     """The requested change does not apply to the incident in its current status."""
 
 
+def actor_name(by: Actor) -> str:
+    """How the timeline and the live stream name an actor: user:<name>, or the name given."""
+    return _actor_fields(by)["actor"]
+
+
+def _actor_fields(by: Actor) -> dict:
+    if isinstance(by, str):
+        return {"actor": by, "user": None}
+    return {"actor": f"user:{by.get_username()}", "user": by}
+
+
 # Sources and keys
-
-
-logger = logging.getLogger(__name__)
 
 
 def source_create(
@@ -88,81 +81,12 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
     IngestKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-# Events
-
-
-def events_store(
-    *, source: Source, events: Sequence[dict], received_at: datetime, error_type: str | None = None
-) -> list[UUID]:
-    """Classify and fingerprint canonical events, store them durably once per event_id, and ask for the digest.
-
-    `error_type` classifies every event as that type, bypassing the rules (events the console makes).
-    """
-    classified = [classify_and_group(event, error_type=error_type) for event in events]
-    classified_events_store(storage.EventWrite(source.pk, classified, received_at))
-    return [event["event_id"] for event in events]
-
-
-def classified_events_store(write: storage.EventWrite) -> None:
-    """Store classified events on this thread's connection and ask for their digest once they are committed."""
-    if storage.store_writes([write]):
-        transaction.on_commit(digest_request)  # the digest must find them: after the caller's commit
-
-
-def digest_request() -> None:
-    """Ask for a digest of events just committed: one task is enqueued unless one is already waiting.
-
-    The events are stored whatever happens here: at worst the once-a-minute schedule digests them.
-    """
-    if not settings.INGEST_WAKE_DIGEST:
-        return
-    try:
-        if DigestRequest.ask():
-            digest_enqueue()
-    except Exception:
-        logger.warning("could not ask for the digest; the schedule will run it", exc_info=True)
-
-
-_process_broker: tuple[int, object] | None = None
-
-
-def _broker():
-    """This process's django-q broker, made once: `async_task` would build a new broker (a new Redis
-    client and connection) for every wake-up, a third of an ingest request's time under load."""
-    global _process_broker
-    if _process_broker is None or _process_broker[0] != os.getpid():  # a forked worker makes its own
-        from django_q.brokers import get_broker
-
-        _process_broker = (os.getpid(), get_broker())
-    return _process_broker[1]
-
-
-def digest_enqueue() -> None:
-    """Enqueue the digest task; if the broker cannot take it, the once-a-minute schedule digests instead.
-
-    The events are already stored: a broker outage may delay their digest, never fail their ingest.
-    """
-    from django_q.tasks import async_task
-
-    enqueue = partial(
-        async_task, "incidents.tasks.digest_events", task_name="digest events", group="digest", broker=_broker()
-    )
-    try:
-        from resilience.process_runtime import through_redis
-
-        through_redis(enqueue)  # the Redis broker, when configured
-    except Exception:
-        logger.warning("could not enqueue the digest; the schedule will run it", exc_info=True)
-        DigestRequest.take()  # no task is waiting after all: the next commit asks again
+def source_heartbeat(*, source: Source) -> None:
+    """Record that a source's job is alive (its heartbeat URL was called)."""
+    Source.objects.filter(pk=source.pk).update(last_heartbeat_at=timezone.now())
 
 
 # Incident lifecycle
-
-
-def _actor_fields(by: Actor) -> dict:
-    if isinstance(by, str):
-        return {"actor": by, "user": None}
-    return {"actor": f"user:{by.get_username()}", "user": by}
 
 
 def _transition(
@@ -199,7 +123,7 @@ def _transition(
         outbox.publish(
             topic="incident.updated",
             key=f"incident:{locked.pk}",
-            payload=outbox.incident_payload(locked, change=kind, from_status=previous, actor=_actor_name(by)),
+            payload=locked.live_payload(change=kind, from_status=previous, actor=actor_name(by)),
             source_id=locked.source_id,
             incident_id=locked.pk,
         )
@@ -307,104 +231,3 @@ def incident_regress(*, incident: Incident, by: Actor) -> Incident:
         regressed=True,
         resolved_at=None,
     )
-
-
-# Alerts
-
-
-class AlertTransitionError(ValueError):
-    """The requested change does not apply to the alert in its current state."""
-
-
-def _actor_name(by: Actor) -> str:
-    return _actor_fields(by)["actor"]
-
-
-def publish_alert(alert: Alert, change: str) -> None:
-    """Tell the live stream an alert was acknowledged or resolved by hand."""
-    outbox.publish(topic=f"alert.{change}", key=f"alert:{alert.pk}", payload=outbox.alert_payload(alert))
-
-
-def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
-    """Stop a firing alert's repeat notifications; tell channels that got the firing one. Return those queued."""
-    from incidents.alerting.evaluation import notifications_create, was_notified
-
-    with transaction.atomic():
-        locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)
-        if locked.state != Alert.State.FIRING:
-            raise AlertTransitionError(f"only a firing alert can be acknowledged; this one is {locked.state}")
-        if locked.acknowledged_at is not None:
-            return []
-        locked.acknowledged_at, locked.acknowledged_by = timezone.now(), _actor_name(by)
-        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
-        publish_alert(locked, "acknowledged")
-        queued = (
-            notifications_create(alert=locked, event="acknowledged", now=timezone.now()) if was_notified(locked) else []
-        )
-    alert.refresh_from_db()
-    return queued
-
-
-def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
-    """Resolve a pending or firing alert by hand; a sent firing notification is followed by a resolved one."""
-    from incidents.alerting.evaluation import notifications_create, was_notified
-
-    with transaction.atomic():
-        locked = Alert.objects.select_for_update().select_related("rule").get(pk=alert.pk)
-        if locked.state not in (Alert.State.PENDING, Alert.State.FIRING):
-            raise AlertTransitionError(f"only a pending or firing alert can be resolved; this one is {locked.state}")
-        notify = locked.state == Alert.State.FIRING and locked.rule.send_resolved and was_notified(locked)
-        now = timezone.now()
-        locked.state, locked.resolved_at, locked.resolved_by = Alert.State.RESOLVED, now, _actor_name(by)
-        locked.save(update_fields=["state", "resolved_at", "resolved_by"])
-        publish_alert(locked, "resolved")
-        queued = notifications_create(alert=locked, event="resolved", now=now) if notify else []
-    alert.refresh_from_db()
-    return queued
-
-
-def alert_silence(*, alert: Alert, by: Actor, duration: timedelta, comment: str = "") -> Silence:
-    """Hold notifications of this alert (its rule and labels) for `duration`."""
-    now = timezone.now()
-    return Silence.objects.create(
-        rule=alert.rule,
-        matchers={key: str(value) for key, value in (alert.labels or {}).items()},
-        starts_at=now,
-        ends_at=now + duration,
-        comment=comment or f"silenced from alert {alert.pk}",
-        created_by=_actor_name(by),
-    )
-
-
-def channel_test(*, channel: NotificationChannel, by: Actor) -> Notification:
-    """Queue a test message to `channel`; delivery sends it like any other."""
-    message = {
-        "event": "test",
-        "dedup_key": f"test-{channel.pk}-{uuid4().hex[:12]}",
-        "rule": "test notification",
-        "severity": "info",
-        "summary": f"Test notification from the incident console, sent by {_actor_name(by)}",
-        "runbook": "",
-        "value": None,
-        "threshold": None,
-        "labels": {"channel": channel.name},
-        "started_at": timezone.now().isoformat(),
-        "ended_at": None,
-        "url": settings.CONSOLE_URL,
-    }
-    return Notification.objects.create(channel=channel, event="test", severity=Severity.INFO, message=message)
-
-
-def source_heartbeat(*, source: Source) -> None:
-    """Record that a source's job is alive (its heartbeat URL was called)."""
-    Source.objects.filter(pk=source.pk).update(last_heartbeat_at=timezone.now())
-
-
-def channel_enable(*, channel: NotificationChannel, by: Actor) -> NotificationChannel:
-    """Turn a channel on again, clearing the permanent-failure count and the reason it was disabled."""
-    NotificationChannel.objects.filter(pk=channel.pk).update(
-        enabled=True, consecutive_permanent_failures=0, disabled_reason=""
-    )
-    logger.info("notification channel %s enabled again by %s", channel.name, _actor_name(by))
-    channel.refresh_from_db()
-    return channel

@@ -211,7 +211,7 @@ def incident_published(source, title: str):
         category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
     )  # fmt: skip
     outbox.publish(
-        topic="incident.created", key=f"incident:{incident.pk}", payload=outbox.incident_payload(incident),
+        topic="incident.created", key=f"incident:{incident.pk}", payload=incident.live_payload(),
         source_id=source.pk, incident_id=incident.pk,
     )  # fmt: skip
     return incident

@@ -24,9 +24,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.tasks import async_task
 
-from incidents.alerting.transports.base import Message, TransportError, transport_class
+from incidents.alerting.transports.base import Message, TransportError
+from incidents.fleet.reports import console_source, event_record
 from incidents.models import Notification, NotificationChannel
-from resilience.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -108,23 +108,7 @@ def _held(notification: Notification) -> bool:
 
 
 def _send(notification: Notification):
-    from resilience.process_runtime import breaker
-    from resilience.runtime.breaker import CallNotPermitted
-
-    channel = notification.channel
-    if not channel.enabled:
-        raise TransportError(f"channel disabled: {channel.disabled_reason or 'by an operator'}", permanent=True)
-    try:
-        transport = transport_class(channel.kind)(channel.config)
-    except ConfigError as error:  # saved before a rule tightened, or edited outside admin
-        raise TransportError(f"channel config refused: {error.field}: {error.reason}", permanent=True) from error
-    message = _message(notification.message)
-    try:
-        return breaker(channel.breaker_name).call(transport.notify, message)
-    except CallNotPermitted as refused:
-        raise TransportError(
-            f"circuit breaker {channel.breaker_name} is open", permanent=False, retry_after=refused.remaining_wait
-        ) from refused
+    return notification.channel.notify(_message(notification.message))
 
 
 def _message(stored: dict) -> Message:
@@ -203,8 +187,6 @@ def _note_channel_failure(channel: NotificationChannel, error: TransportError) -
 
 def _report_disabled(channel_name: str, error: str) -> None:
     """Make the disabled channel an incident of the console's own source, so someone sees it."""
-    from incidents.fleet.reports import console_source, event_record
-
     event = {
         "message": f"notification channel {channel_name} disabled after repeated permanent failures: {error}",
         "level": "error",

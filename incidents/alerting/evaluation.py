@@ -1,7 +1,7 @@
 """Alert rules: their values from the rollups, and the alert state machine.
 
 An evaluation measures each rule's value per group (source, error type, incident, or one
-group for everything) over its window from the rollups (incidents/alert_values.py). Each group's Alert
+group for everything) over its window from the rollups (values.py). Each group's Alert
 then steps: inactive -> pending (held for `pending_for`) -> firing -> resolved, resolving
 only once the value is back past the resolve threshold (hysteresis) and `keep_firing_for`
 has passed. A firing alert is notified once, then again every `cooldown` until it is
@@ -11,7 +11,7 @@ resolved notification always follows a firing one that was sent.
 Evaluation runs after each digest for the rules the digested events touch, and every
 minute for all rules (time-driven moves: pending -> firing, quiet resolution, silences
 ending, absence). Notifications are rows created in the alert's transaction; delivery
-(incidents/delivery.py) claims them after commit.
+(delivery.py) claims them after commit. Validation of rules and silences is on the models (clean()).
 """
 
 import logging
@@ -23,11 +23,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from incidents.alerting.templates import alert_template_problem, render_alert_template
+from incidents.alerting.templates import render_alert_template
 from incidents.alerting.values import Measured, measure_rules
 from incidents.live import outbox
 from incidents.models import (
-    MAX_WINDOW_MINUTES,
     Alert,
     AlertRule,
     LiveMessage,
@@ -39,8 +38,6 @@ from incidents.models import (
 
 logger = logging.getLogger(__name__)
 
-GROUP_KEYS = ("source", "error_type", "incident")
-TEMPLATE_FIELDS = ("summary_template", "runbook_template")
 # Flapping as Nagios measures it: percent state change over the last 21 evaluations,
 # weighted from 0.8 (oldest) to 1.2 (newest); it starts above HIGH and stops below LOW.
 FLAP_HISTORY = 21
@@ -53,76 +50,6 @@ _COMPARE = {
     "lt": lambda value, threshold: value < threshold,
     "lte": lambda value, threshold: value <= threshold,
 }
-
-
-# Validation
-
-
-def rule_errors(rule: AlertRule) -> dict[str, str]:
-    """Field errors of a rule: thresholds in order, a resolve threshold on the right side, templates that render."""
-    errors: dict[str, str] = {}
-    if rule.window_minutes is not None and not 1 <= rule.window_minutes <= MAX_WINDOW_MINUTES:
-        errors["window_minutes"] = f"must be from 1 to {MAX_WINDOW_MINUTES} minutes (90 days)"
-    warning, critical, resolve = rule.warning_threshold, rule.critical_threshold, rule.resolve_threshold
-    if rule.target in ("events", "breakers") and warning is None and critical is None:
-        errors["warning_threshold"] = "set a warning or a critical threshold (or both)"
-    rising = rule.comparator in ("gt", "gte")
-    if warning is not None and critical is not None and (critical < warning if rising else critical > warning):
-        errors["critical_threshold"] = f"must be {'at or above' if rising else 'at or below'} the warning threshold"
-    firing = _lowest_firing_threshold(rule)
-    if resolve is not None and firing is not None and (resolve > firing if rising else resolve < firing):
-        side = "at or below" if rising else "at or above"
-        errors["resolve_threshold"] = f"must be {side} the firing threshold {firing} (the value resolves past it)"
-    if (
-        rule.value == "ratio"
-        and rule.target == "events"
-        and any(t is not None and t > 100 for t in (warning, critical))
-    ):
-        errors["critical_threshold" if critical and critical > 100 else "warning_threshold"] = (
-            "a ratio is a percentage: at most 100"
-        )
-    group_by = rule.group_by if isinstance(rule.group_by, list) else None
-    unknown = [key for key in group_by or [] if key not in GROUP_KEYS]
-    if group_by is None or unknown:
-        errors["group_by"] = f"unknown group keys {unknown}; use any of {list(GROUP_KEYS)}"
-    if rule.value == "ratio" and "incident" in (group_by or []):
-        errors["group_by"] = "a ratio compares a source's events: group it by source or error type, not incident"
-    if rule.target == "absence" and rule.group_by:
-        errors["group_by"] = "absence rules watch one source or all sources; leave group_by empty"
-    if rule.target == "absence" and rule.heartbeat and rule.source_id is None:
-        errors["source"] = "a heartbeat rule watches one source's heartbeat URL: choose the source"
-    for field in TEMPLATE_FIELDS:
-        problem = template_error(getattr(rule, field))
-        if problem:
-            errors[field] = problem
-    return errors
-
-
-def template_error(text: str) -> str | None:
-    """Why `text` cannot be rendered as a summary or runbook template, or None."""
-    return alert_template_problem(text, _template_context_example())
-
-
-def _template_context_example() -> dict:
-    # The longest values an alert can carry, so that a template within the bounds here stays within them at send.
-    name_length = AlertRule._meta.get_field("name").max_length
-    breaker_length = AlertRule._meta.get_field("breaker").max_length
-    labels = {"source": 10**9, "error_type": 10**9, "incident": 10**12, "breaker": "b" * breaker_length}
-    return {
-        "rule": "r" * name_length,
-        "value": 123456789.125,
-        "threshold": 123456789.125,
-        "severity": "CRITICAL",
-        "labels": {**labels, "level": "EMERGENCY"},
-        "state": "acknowledged",
-    }
-
-
-def _lowest_firing_threshold(rule: AlertRule) -> float | None:
-    thresholds = [t for t in (rule.warning_threshold, rule.critical_threshold) if t is not None]
-    if not thresholds:
-        return None
-    return min(thresholds) if rule.comparator in ("gt", "gte") else max(thresholds)
 
 
 # Which rules an event touches
@@ -242,7 +169,7 @@ class _Steps:
         Notification.objects.bulk_create(rows)
         outbox.publish_many(
             [
-                LiveMessage(topic=f"alert.{alert.state}", key=f"alert:{alert.pk}", payload=outbox.alert_payload(alert))
+                LiveMessage(topic=f"alert.{alert.state}", key=f"alert:{alert.pk}", payload=alert.live_payload())
                 for alert in self.moved
             ]
         )
@@ -284,7 +211,7 @@ def _condition(rule: AlertRule, value: float, *, firing: bool) -> int | None:
     if rule.warning_threshold is not None and compare(value, rule.warning_threshold):
         return _warning_severity(rule)
     if firing:
-        resolve = rule.resolve_threshold if rule.resolve_threshold is not None else _lowest_firing_threshold(rule)
+        resolve = rule.resolve_threshold if rule.resolve_threshold is not None else rule.firing_threshold
         if resolve is not None and compare(value, resolve):
             return _warning_severity(rule) if rule.warning_threshold is not None else Severity.CRITICAL
     return None
@@ -317,7 +244,7 @@ def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: 
         alert.state = Alert.State.INACTIVE
     elif firing and now - (alert.last_met_at or now) >= timedelta(seconds=rule.keep_firing_for):
         alert.state, alert.resolved_at = Alert.State.RESOLVED, now
-        notify = "resolved" if rule.send_resolved and was_notified(alert) else None
+        notify = "resolved" if rule.send_resolved and alert.was_notified else None
     if notify == "firing" and (alert.flapping or _silenced(alert, silences, now)):
         notify = None  # held: the next evaluation after the silence or the flapping ends sends it
     if notify == "firing":
@@ -328,14 +255,9 @@ def _step(rule: AlertRule, alert: Alert, value: float, now: datetime, silences: 
 def _firing_notification_due(rule: AlertRule, alert: Alert, now: datetime) -> bool:
     if alert.acknowledged_at is not None:
         return False
-    if not was_notified(alert):
+    if not alert.was_notified:
         return True
     return now - alert.last_notified_at >= timedelta(seconds=rule.cooldown)
-
-
-def was_notified(alert: Alert) -> bool:
-    """Whether a firing notification went out in this firing episode."""
-    return bool(alert.last_notified_at and alert.fired_at and alert.last_notified_at >= alert.fired_at)
 
 
 def _note_flapping(alert: Alert, met: bool) -> None:
@@ -360,61 +282,12 @@ def flap_percent(history: str) -> float:
 # Silences
 
 
-def silence_errors(silence: Silence) -> dict[str, str]:
-    """Field errors of a silence: it ends after it starts, matchers are label values, a daily window is whole."""
-    errors: dict[str, str] = {}
-    if silence.starts_at and silence.ends_at and silence.ends_at <= silence.starts_at:
-        errors["ends_at"] = "must be after the start"
-    matchers = silence.matchers
-    if not isinstance(matchers, dict) or not all(
-        isinstance(value, str | int | float) and not isinstance(value, bool) for value in matchers.values()
-    ):
-        errors["matchers"] = 'must be a JSON object of label names to values, e.g. {"source": "3"}'
-    weekdays = silence.weekdays
-    if not isinstance(weekdays, list) or not all(
-        isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= 7 for day in weekdays
-    ):
-        errors["weekdays"] = "must be a JSON list of ISO weekdays from 1 (Monday) to 7 (Sunday)"
-    start, minutes = silence.daily_start, silence.daily_minutes
-    if (start is None) != (minutes is None):
-        errors["daily_minutes"] = "a daily window needs both its start and its length"
-    elif minutes is not None and not 1 <= minutes <= 1440:
-        errors["daily_minutes"] = "must be from 1 to 1440 minutes"
-    elif weekdays and start is None and "weekdays" not in errors:
-        errors["daily_start"] = "weekdays apply to a daily window: give its start and length"
-    return errors
-
-
 def _active_silences(now: datetime):
     return Silence.objects.filter(starts_at__lte=now, ends_at__gt=now)
 
 
-def silence_applies(silence: Silence, alert: Alert, now: datetime) -> bool:
-    """Whether `silence` holds `alert`'s notifications at `now` (rule, label matchers, recurring window)."""
-    if silence.rule_id and silence.rule_id != alert.rule_id:
-        return False
-    labels = {key: str(value) for key, value in (alert.labels or {}).items()}
-    labels["rule"] = alert.rule.name
-    if any(labels.get(key) != str(value) for key, value in (silence.matchers or {}).items()):
-        return False
-    return _in_recurring_window(silence, now)
-
-
-def _in_recurring_window(silence: Silence, now: datetime) -> bool:
-    if silence.daily_start is None:
-        return True
-    for days_back in (0, 1):  # a window that started yesterday may run past midnight
-        day = (now - timedelta(days=days_back)).date()
-        if silence.weekdays and day.isoweekday() not in silence.weekdays:
-            continue
-        start = datetime.combine(day, silence.daily_start, tzinfo=now.tzinfo)
-        if start <= now < start + timedelta(minutes=silence.daily_minutes):
-            return True
-    return False
-
-
 def _silenced(alert: Alert, silences: list[Silence], now: datetime) -> bool:
-    return any(silence_applies(silence, alert, now) for silence in silences)
+    return any(silence.applies_to(alert, now) for silence in silences)
 
 
 # Notifications

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 
 from access.filters import StrictBooleanFilter
 from access.roles import Role
-from incidents import services
+from incidents.alerting import services
 from incidents.alerting.delivery import deliver_after_commit
 from incidents.alerting.transports.base import EVENTS, masked_config
 from incidents.api.filters import SeverityFilter

@@ -16,9 +16,10 @@ from incidents.ingest.classify import (
     ErrorTypeInfo,
     RuleSet,
     classify,
-    load_ruleset_and_catalog,
+    compile_rules,
 )
 from incidents.ingest.grouping import group
+from incidents.models import ClassificationRule, ErrorType
 
 RULES_CACHE_SECONDS = 1.0
 
@@ -49,12 +50,20 @@ def _current_rules() -> _Rules:
     global _cached
     cached = _cached
     if cached is None or cached.expires_at <= time.monotonic():
-        from incidents.models import ErrorType
-
         rules, catalog = load_ruleset_and_catalog()
         type_ids = dict(ErrorType.objects.values_list("code", "id"))
         cached = _cached = _Rules(rules, catalog, type_ids, time.monotonic() + RULES_CACHE_SECONDS)
     return cached
+
+
+def load_ruleset_and_catalog() -> tuple[RuleSet, dict[str, ErrorTypeInfo]]:
+    """Read the enabled rules and the error-type catalog from the database."""
+    rows = ClassificationRule.objects.filter(enabled=True).select_related("error_type").order_by("position", "id")
+    catalog = {
+        row.code: ErrorTypeInfo(code=row.code, category=row.category, default_severity=row.default_severity)
+        for row in ErrorType.objects.all()
+    }
+    return compile_rules(rows), catalog
 
 
 def warm_rules() -> None:

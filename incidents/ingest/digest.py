@@ -371,7 +371,7 @@ def _publish_live(incidents) -> None:
             LiveMessage(
                 topic="incident.created" if incident.pk in created else "incident.updated",
                 key=f"incident:{incident.pk}",
-                payload=outbox.incident_payload(incident),
+                payload=incident.live_payload(),
                 source_id=incident.source_id,
                 incident_id=incident.pk,
             )

@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from incidents import services
 from incidents.health.metrics import INGEST_LATENCY
+from incidents.ingest import pipeline
 from incidents.ingest.classification import classify_and_group
 from incidents.ingest.decoding import read_body
 from incidents.ingest.errors import IngestError
@@ -220,7 +220,7 @@ def ingest(endpoint: str, request: IngestRequest, source_id: int | None = None) 
     try:
         admitted = handler(request, source_id)
         if admitted.write.events:
-            services.classified_events_store(admitted.write)
+            pipeline.classified_events_store(admitted.write)
     except IngestError as error:
         return _error_response(error, cors)
     except DATABASE_ERRORS as exc:  # nothing was stored: the client should send it again later

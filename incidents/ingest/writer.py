@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from incidents import services
-from incidents.ingest import storage
+from incidents.ingest import pipeline, storage
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class EventWriter:
                 _release_connection()
                 self._committed.wait()
             self._committed.clear()  # before asking: a commit from now on is asked for again
-            services.digest_request()
+            pipeline.digest_request()
 
     def _next_batch(self) -> list[_Pending]:
         """Wait for one write, then take every write already queued behind it, up to MAX_BATCH_ROWS."""

@@ -3,9 +3,10 @@
 A message is a row of LiveMessage written inside the transaction that caused it, so it
 exists exactly when the change does; its id orders the stream. Once the transaction
 commits, the id is sent to the "live" group of the channel layer, where each web process's
-hub (incidents/consumers.py) hears it and reads the new rows. Whatever misses that signal (a
+hub (consumers.py) hears it and reads the new rows. Whatever misses that signal (a
 worker process on the in-memory layer, a dropped Redis message) is still in the table for the
-hub's next poll.
+hub's next poll. A message's payload is built by the model it is about (`Incident.live_payload()`,
+`Alert.live_payload()`).
 """
 
 import asyncio
@@ -56,33 +57,6 @@ def publish_many(messages: list[LiveMessage]) -> None:
     created = LiveMessage.objects.bulk_create(messages)
     if created:
         transaction.on_commit(lambda: _signal(created[-1]))
-
-
-def incident_payload(incident, **extra) -> dict:
-    """What the stream says about an incident: enough to draw its row without asking the API."""
-    return {
-        "id": incident.pk,
-        "title": incident.title,
-        "status": incident.status,
-        "severity": incident.severity,
-        "event_count": incident.event_count,
-        "last_seen": incident.last_seen.isoformat() if incident.last_seen else None,
-        "source": incident.source_id,
-        **extra,
-    }
-
-
-def alert_payload(alert) -> dict:
-    return {
-        "id": alert.pk,
-        "rule": alert.rule.name,
-        "state": alert.state,
-        "severity": alert.severity,
-        "value": alert.value,
-        "labels": alert.labels,
-        "flapping": alert.flapping,
-        "acknowledged": alert.acknowledged_at is not None,
-    }
 
 
 def _signal(message: LiveMessage) -> None:

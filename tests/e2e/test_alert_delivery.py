@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from incidents import services
+from incidents.alerting import services
 from incidents.models import Notification, NotificationChannel
 from tests.e2e.conftest import ROOT, _stop
 from tests.receivers import Receiver, Reply

@@ -241,7 +241,7 @@ def fire_an_alert(source) -> None:
 def burst_of_updates(incident, count: int) -> list[int]:
     ids = []
     for n in range(count):
-        payload = outbox.incident_payload(incident, event_count=n + 1)
+        payload = incident.live_payload(event_count=n + 1)
         message = outbox.publish(
             topic="incident.updated", key=f"incident:{incident.pk}", payload=payload,
             source_id=incident.source_id, incident_id=incident.pk,

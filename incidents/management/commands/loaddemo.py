@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from incidents import services
+from incidents.ingest import pipeline
 from incidents.ingest.digest import digest_pending
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import Incident, Source
@@ -207,7 +208,7 @@ class Command(BaseCommand):
             if name == "Data pipeline":
                 raw_events += _empty_data_events(rng, now)
             events = [normalize_native_event(raw, received_at=now) for raw in raw_events]
-            services.events_store(source=source, events=events, received_at=now)
+            pipeline.events_store(source=source, events=events, received_at=now)
             total += len(events)
         digest_pending()
         self._triage_a_few()

@@ -344,7 +344,7 @@ def test_silencing_for_an_hour_holds_the_alerts_rule_and_labels(admin_client, dj
     silence = Silence.objects.get()
     assert (silence.rule, silence.matchers, silence.created_by) == (rule, {"source": "7"}, "user:admin")
     assert before + timedelta(minutes=59) < silence.ends_at <= timezone.now() + timedelta(hours=1)
-    assert evaluation.silence_applies(silence, alert, timezone.now())
+    assert silence.applies_to(alert, timezone.now())
 
 
 def test_alerts_cannot_be_added_edited_or_deleted_by_hand(admin_client, rule):
@@ -669,7 +669,7 @@ def test_every_seeded_rule_passes_its_own_validation_and_renders_its_summary():
     assert len(seeded) == 13
     for each in seeded:
         each.full_clean()
-        assert evaluation.template_error(each.summary_template) is None
+        assert AlertRule.template_error(each.summary_template) is None
 
 
 def test_the_seed_migration_removes_its_rules_by_name_and_puts_them_back():

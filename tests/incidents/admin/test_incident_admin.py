@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents import services
+from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, Incident, IncidentActivity, IncidentHour, IngestKey, Source
 from incidents.selectors import EstimatedCountPaginator
@@ -60,7 +61,7 @@ def failure(function: str, value: str = "card declined", **fields) -> dict:
 def store(source, *raw_events, received_at: datetime | None = None) -> None:
     now = received_at or timezone.now()
     events = [normalize_native_event(raw, received_at=now) for raw in raw_events]
-    services.events_store(source=source, events=events, received_at=now)
+    pipeline.events_store(source=source, events=events, received_at=now)
 
 
 def change_url(incident) -> str:

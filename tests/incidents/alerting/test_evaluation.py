@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from incidents import services, tasks
 from incidents.alerting import delivery, evaluation
+from incidents.alerting import services as alerting_services
 from incidents.alerting import values as alert_values
+from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
     Alert,
@@ -63,7 +65,7 @@ def store(source, count: int, **fields) -> None:
         normalize_native_event(native_event(message=f"timeout calling prices {i}", **fields), received_at=now)
         for i in range(count)
     ]
-    services.events_store(source=source, events=events, received_at=now)
+    pipeline.events_store(source=source, events=events, received_at=now)
 
 
 def rule(channel=None, **fields) -> AlertRule:
@@ -163,7 +165,7 @@ def test_the_cooldown_spaces_repeats_and_an_acknowledgement_stops_them(source, c
     assert len(receiver.requests) == 1
     delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later))
     assert len(receiver.requests) == 2
-    delivery.deliver(services.alert_acknowledge(alert=Alert.objects.get(), by="user:ops"))
+    delivery.deliver(alerting_services.alert_acknowledge(alert=Alert.objects.get(), by="user:ops"))
     assert receiver.last.json()["event"] == "acknowledged"
     delivery.deliver(evaluation.evaluate_rules([errors.pk], now=later + timedelta(minutes=20)))
     assert len(receiver.requests) == 3
@@ -212,10 +214,10 @@ def test_a_recurring_maintenance_window_applies_on_its_days_only(source):
         comment="weekly maintenance",
         created_by="ops",
     )
-    assert evaluation.silence_applies(window, alert, monday_night)
-    assert evaluation.silence_applies(window, alert, monday_night + timedelta(hours=1))  # past midnight, still in it
-    assert not evaluation.silence_applies(window, alert, monday_night + timedelta(hours=2))
-    assert not evaluation.silence_applies(window, alert, monday_night + timedelta(days=1))
+    assert window.applies_to(alert, monday_night)
+    assert window.applies_to(alert, monday_night + timedelta(hours=1))  # past midnight, still in it
+    assert not window.applies_to(alert, monday_night + timedelta(hours=2))
+    assert not window.applies_to(alert, monday_night + timedelta(days=1))
 
 
 def test_flapping_holds_notifications_until_it_settles():
@@ -254,7 +256,7 @@ def test_distinct_users_and_incidents_come_from_the_rollups(source):
             ("inventory missing", 3),
         ]
     ]
-    services.events_store(source=source, events=events, received_at=now)
+    pipeline.events_store(source=source, events=events, received_at=now)
     digest_and_evaluate()
     assert Incident.objects.count() == 2
     values = dict(Alert.objects.values_list("rule__name", "value"))
@@ -344,7 +346,7 @@ def test_a_transient_failure_is_retried_with_backoff_and_every_attempt_logged(so
 def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(source, channel, receiver, digest):
     receiver.reply = Reply(status=404)
     for _ in range(delivery.DISABLE_AFTER):
-        delivery.deliver([services.channel_test(channel=channel, by="user:ops").pk])
+        delivery.deliver([alerting_services.channel_test(channel=channel, by="user:ops").pk])
     channel.refresh_from_db()
     assert not channel.enabled and "404" in channel.last_error and channel.disabled_reason
     assert ErrorEvent.objects.filter(logger="incidents.alerting.delivery", tags__channel="ops-hook").exists()
@@ -357,14 +359,14 @@ def test_a_private_address_is_refused_unless_allow_listed(source, receiver, sett
         hook.full_clean()
     assert "config" in refused.value.message_dict
     NotificationChannel.objects.create(name="sneaky", kind="webhook", config={"url": receiver.url()})
-    notification = services.channel_test(channel=NotificationChannel.objects.get(name="sneaky"), by="user:ops")
+    notification = alerting_services.channel_test(channel=NotificationChannel.objects.get(name="sneaky"), by="user:ops")
     delivery.deliver([notification.pk])
     notification.refresh_from_db()
     assert notification.status == "failed" and not receiver.requests
 
 
 def test_a_claimed_attempt_is_not_claimed_twice_and_an_expired_claim_is_taken_again(channel, settings):
-    notification = services.channel_test(channel=channel, by="user:ops")
+    notification = alerting_services.channel_test(channel=channel, by="user:ops")
     assert delivery.claim(notification.pk)
     assert not delivery.claim(notification.pk)  # another worker loses the race
     settings.NOTIFICATION_LEASE_SECONDS = 0.1
@@ -377,7 +379,7 @@ def test_a_rule_grouped_by_incident_fires_once_per_incident(source, channel, rec
     now = timezone.now()
     for name in ("payment declined", "inventory missing"):
         event = normalize_native_event(native_event(fingerprint=[name]), received_at=now)
-        services.events_store(source=source, events=[event], received_at=now)
+        pipeline.events_store(source=source, events=[event], received_at=now)
         digest_and_evaluate()
     assert Alert.objects.filter(state="firing").count() == 2
     assert len({r.json()["dedup_key"] for r in receiver.requests}) == 2
@@ -389,14 +391,14 @@ def test_a_breaker_saved_in_admin_for_a_channel_governs_its_deliveries(channel, 
     saved.save()
     process_runtime.apply_saved_config(process_runtime.runtime())
     receiver.reply = Reply(status=503)
-    delivery.deliver([services.channel_test(channel=channel, by="user:ops").pk])
+    delivery.deliver([alerting_services.channel_test(channel=channel, by="user:ops").pk])
     # One failed call opens it, as saved: the default needs ten calls in its window first.
     assert process_runtime.breaker(channel.breaker_name).state == State.OPEN
 
 
 def test_deliveries_go_through_the_channels_breaker(channel, receiver):
     process_runtime.breaker(channel.breaker_name).force_open(reason="receiver down for maintenance")
-    notification = services.channel_test(channel=channel, by="user:ops")
+    notification = alerting_services.channel_test(channel=channel, by="user:ops")
     delivery.deliver([notification.pk])
     notification.refresh_from_db()
     assert notification.status == "retried" and "circuit breaker notify:ops-hook is open" in notification.error
@@ -423,7 +425,7 @@ NESTED_LOOPS = "".join(f'{{% for c{i} in "{"x" * 50}" %}}' for i in range(3)) + 
     ],
 )
 def test_a_template_that_could_run_or_grow_without_bound_is_refused_on_save_naming_the_field(template, words):
-    for field in evaluation.TEMPLATE_FIELDS:
+    for field in AlertRule.TEMPLATE_FIELDS:
         bad = AlertRule(name="bad", comparator="gt", warning_threshold=10, **{field: template})
         with pytest.raises(ValidationError) as refused:
             bad.full_clean()

@@ -21,17 +21,16 @@ from django.db.utils import IntegrityError, OperationalError
 from django.utils import timezone
 from sentry_sdk.utils import event_from_exception
 
+from incidents.ingest.classification import load_ruleset_and_catalog
 from incidents.ingest.classify import (
     KNOWN_HIERARCHY,
     ErrorTypeInfo,
     classify,
     compile_rules,
     exception_names,
-    load_ruleset_and_catalog,
-    parse_http_status,
-    validate_rule,
 )
 from incidents.ingest.normalize import normalize_native_event, normalize_sentry_event
+from incidents.ingest.rule_grammar import parse_http_status, validate_rule
 from incidents.models import ClassificationRule, ErrorType, Severity
 
 SEED = importlib.import_module("incidents.migrations.0002_seed_catalog")

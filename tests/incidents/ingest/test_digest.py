@@ -7,6 +7,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from incidents import services
+from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
     ClassificationRule,
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.django_db
 def store(source, *raw_events):
     now = timezone.now()
     events = [normalize_native_event(raw, received_at=now) for raw in raw_events]
-    services.events_store(source=source, events=events, received_at=now)
+    pipeline.events_store(source=source, events=events, received_at=now)
 
 
 def failure_at(function: str, value: str, **fields) -> dict:

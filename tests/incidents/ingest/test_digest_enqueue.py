@@ -4,7 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from incidents import services
+from incidents.ingest import pipeline
 
 
 @pytest.mark.django_db
@@ -12,9 +12,9 @@ def test_repeated_wake_ups_reuse_one_broker_connection():
     if not settings.REDIS_URL:
         pytest.skip("the ORM broker keeps no connection of its own")
     server = redis.Redis.from_url(settings.REDIS_URL)
-    services.digest_enqueue()  # the process's broker and its connection, made once
+    pipeline.digest_enqueue()  # the process's broker and its connection, made once
     before = server.info("stats")["total_connections_received"]
     for _ in range(20):
-        services.digest_enqueue()
+        pipeline.digest_enqueue()
     # Other clients may connect meanwhile (the test run's own threads): far fewer than one per wake-up.
     assert server.info("stats")["total_connections_received"] - before < 5

@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from incidents import services
 from incidents.ingest import storage
+from incidents.ingest.classification import classify_and_group
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent
 from tests.support import database_url_for_processes, native_event
@@ -32,7 +32,7 @@ def postgres_only():
 
 
 def _classified_event() -> dict:
-    return services.classify_and_group(normalize_native_event(native_event(), received_at=timezone.now()))
+    return classify_and_group(normalize_native_event(native_event(), received_at=timezone.now()))
 
 
 def test_an_event_stored_on_a_dropped_connection_is_stored_once_on_a_fresh_one(postgres_only, source):
