@@ -377,7 +377,7 @@ def _choices(enum) -> list[tuple[str, str]]:
 
 
 class RetryPolicy(ValidatedByRuntime):
-    """How a failed call is retried: the seeds' retry tables, edited live."""
+    """How a failed call is retried: a row of the retry table (the defaults are seeded), edited live."""
 
     name = models.SlugField(max_length=100, unique=True, help_text="What code names it: @retry('server_error').")
     description = models.TextField(blank=True)

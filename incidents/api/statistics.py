@@ -1,6 +1,6 @@
 """Summary, statistics and notifications, read from the rollups (never by scanning raw events).
 
-The JSON shapes of `summary` and `notifications` follow the seeds' error API
+The JSON shapes of `summary` and `notifications` use the error API's envelope
 (status / data / timestamp), extended with the window and per-severity figures.
 """
 
@@ -209,7 +209,7 @@ def _notification(incident: Incident) -> dict:
 
 
 class AcknowledgeView(APIView):
-    """Acknowledge the incident behind a notification (the seeds' POST /acknowledge/{error_id})."""
+    """Acknowledge the incident behind a notification (the error API's POST /acknowledge/{error_id})."""
 
     write_role = Role.TRIAGER
 

@@ -1,7 +1,7 @@
-"""Seed the error-type catalog and the default classification rules from the seed documents.
+"""Seed the error-type catalog and the default classification rules.
 
-Severities map the seeds' levels: WARNING -> MEDIUM, ERROR -> HIGH, INFO -> INFO; the
-generic per-category types take seed 001's levels (API and rate limits MEDIUM, network and
+Severities map logging levels: WARNING -> MEDIUM, ERROR -> HIGH, INFO -> INFO; the
+generic per-category types take these defaults (API and rate limits MEDIUM, network and
 database HIGH, validation and processing LOW, system CRITICAL).
 
 Rules run in position order and the first match wins, so the order is part of the data:

@@ -1,7 +1,7 @@
-"""Seed the alert rules the seed documents configured in code.
+"""Seed the default alert rules (thresholds applications used to configure in code).
 
 No channels are seeded (they need URLs and keys), and no rule names one: each alert goes to
-the enabled channels whose "default for" lists its severity. The seeds' alert levels map to
+the enabled channels whose "default for" lists its severity. The alert levels map to
 that routing: CRITICAL pages on-call (give a PagerDuty channel default_for ["CRITICAL"]);
 HIGH and MEDIUM go to email and Slack (default_for ["HIGH", "MEDIUM"] on those).
 """
@@ -12,7 +12,7 @@ ROUTING = (
     "Names no channel: goes to the enabled channels whose default_for lists the alert's severity ({severity} here)."
 )
 
-# Normal vs. extraordinary invalidness, per error type (the data-quality seed's ERROR_THRESHOLDS).
+# Normal vs. extraordinary invalidness, per error type (the data-quality checks' ERROR_THRESHOLDS).
 TYPE_THRESHOLDS = {
     "DATA_EMPTY": (10, 100, 1000),
     "API_RATE_LIMIT": (5, 20, 50),

@@ -1,6 +1,6 @@
 """Circuit breakers, ingest rate-limit status, system health and degradation mode for the reporting API.
 
-The shapes follow the seed's error API ("status": "success", ..., "timestamp"), extended.
+The shapes use the error API's envelope ("status": "success", ..., "timestamp"), extended.
 A breaker's state is the shared state every console process agrees on (BreakerState, or
 the Redis store when RESILIENCE_STATE_STORE is redis); its window figures are summed over
 the fresh reports of every process of the source that runs it (resilience.selectors). Operator switches go

@@ -1,4 +1,4 @@
-"""Seed the retry and recovery tables of seed 003 ("Error Handling & Recovery") and seed 000.
+"""Seed the default retry and recovery tables.
 
 Retry, by what failed: 429 -> exponential backoff honouring Retry-After; 5xx -> exponential,
 at most 3 retries; timeout -> immediate retry, at most 3 attempts; connection error ->

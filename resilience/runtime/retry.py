@@ -68,7 +68,7 @@ class Jitter(StrEnum):
 
 
 class GiveUpAction(StrEnum):
-    """What the console should do when a policy gives up (seed 003's "Action" column)."""
+    """What the console should do when a policy gives up (the "Action" column of the default retry table)."""
 
     NONE = "NONE"
     SKIP = "SKIP"
@@ -633,7 +633,7 @@ _SERVER_ERRORS = tuple(range(500, 600))
 
 
 def default_retry_policies() -> dict[str, RetryPolicy]:
-    """Return seed 003's retry table as named policies, one per kind of failure.
+    """Return the default retry table as named policies, one per kind of failure.
 
     Each row retries only its own failures (retry_on_transient is off), so the console can choose a
     row by what failed. Rows with max_attempts=1 never retry: they only carry the give-up action.

@@ -258,7 +258,7 @@ class Runtime:
             classify=classify,
             clock=clock,
         )
-        # Seed 003's table until a snapshot says otherwise, so @retry("server_error") works unconfigured.
+        # The default retry table until a snapshot says otherwise, so @retry("server_error") works unconfigured.
         self._retriers: dict[str, LiveRetrier] = {
             name: self._new_retrier(policy) for name, policy in default_retry_policies().items()
         }
