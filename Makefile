@@ -2,6 +2,7 @@
 #   make run   - install what running needs (pinned in uv.lock), migrate, load demo data, print the admin
 #                login, start web + worker
 #   make test  - install the dev group too, lint and the whole test suite (PYTEST_ARGS to narrow it)
+#   make test-fast - the suite without the `live` tests, which start real processes
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ export HOST PORT
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev run test chromium lint format bench lock-upgrade clean
+.PHONY: install install-dev run test test-fast chromium lint format bench lock-upgrade clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -75,6 +76,11 @@ test: install-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Without the tests marked `live` (those that start real servers, workers or probe processes), for the
+# edit-test loop. `make test` still runs everything.
+test-fast: install-dev
+	$(BIN)/pytest -m "not live" $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -23,6 +23,8 @@ from tests.e2e.captured_server import ROOT, _stop, free_port, start_web
 from tests.e2e.private_postgres import PrivatePostgres, private_postgres  # noqa: F401 (a fixture)
 from tests.support import envelope_bytes, native_event, wait_until
 
+pytestmark = pytest.mark.live  # a private PostgreSQL cluster, the web server and a worker, in their own processes
+
 DATABASE = "console"
 # The promise under test: a client waiting on a dead database hears so within a second.
 PROMPT_SECONDS = 1.0
