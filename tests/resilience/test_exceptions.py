@@ -116,6 +116,17 @@ def test_severity_defaults_per_class_and_accepts_the_seeds_names():
         ApiError("x", severity="LOUD")
 
 
+def test_severity_levels_rank_lowest_first():
+    assert [(level.value, level.rank) for level in Severity] == [
+        ("INFO", 10),
+        ("LOW", 20),
+        ("MEDIUM", 30),
+        ("HIGH", 40),
+        ("CRITICAL", 50),
+    ]
+    assert pickle.loads(pickle.dumps(Severity.HIGH)) is Severity.HIGH
+
+
 def test_the_cause_comes_from_the_argument_or_raise_from():
     root = ConnectionResetError("reset by peer")
     given = NetworkError("fetch failed", cause=root)
