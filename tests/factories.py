@@ -3,14 +3,24 @@
 Plain functions: each takes the few fields a test cares about and fills in the rest.
 """
 
+import io
+import re
 from datetime import timedelta
 
+from django.core.management import call_command
 from django.utils import timezone
 
 from incidents.alerting import evaluation
 from incidents.models import Alert, AlertRule, Notification, NotificationChannel, Severity
 
 EXAMPLE_HOOK_URL = "https://hooks.example.com/ops"  # a webhook URL that no test sends anything to
+
+
+def source_dsn_from_command(name: str) -> str:
+    """A source made by the createsource command, as an operator makes one; its DSN as the command prints it."""
+    out = io.StringIO()
+    call_command("createsource", name, stdout=out)
+    return re.search(r"dsn:\s+(\S+)", out.getvalue()).group(1)
 
 
 def webhook_channel(*, name: str = "ops-hook", url: str = EXAMPLE_HOOK_URL, **config) -> NotificationChannel:

@@ -18,8 +18,8 @@ from incidents.live import outbox
 from incidents.models import ErrorEvent, Incident, LiveMessage, Source
 from resilience.models import Breaker
 from tests.browser_requirement import CHROMIUM, chromium_missing
-from tests.e2e.test_sentry_sdk import APP, create_source_dsn
-from tests.support import incident_published
+from tests.factories import source_dsn_from_command
+from tests.support import PROBES, incident_published
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -70,8 +70,10 @@ def browser_page(chromium, live_console, django_user_model):
 
 def test_an_event_from_the_sdk_appears_and_a_tripped_breaker_changes_the_board(browser_page, live_console):
     page = browser_page
-    dsn = create_source_dsn()
-    subprocess.run([sys.executable, str(APP), dsn], env=live_console.env, capture_output=True, timeout=60)
+    dsn = source_dsn_from_command("Shop")
+    subprocess.run(
+        [sys.executable, str(PROBES / "sentry_app.py"), dsn], env=live_console.env, capture_output=True, timeout=60
+    )
     expect(page.locator("#incidents tr.new").first).to_be_visible(timeout=20_000)
     expect(page.locator("#incidents")).to_contain_text("KeyError", timeout=20_000)
     page.request.post(

@@ -1,30 +1,21 @@
 """A real application with the stock sentry-sdk reports to a real console server and worker."""
 
-import io
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from incidents.models import ErrorEvent, Incident
-from tests.support import wait_until
+from tests.factories import source_dsn_from_command
+from tests.support import PROBES, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-APP = Path(__file__).with_name("sentry_app.py")
-
-
-def create_source_dsn() -> str:
-    out = io.StringIO()
-    call_command("createsource", "Shop", stdout=out)
-    return re.search(r"dsn:\s+(\S+)", out.getvalue()).group(1)
+APP = PROBES / "sentry_app.py"
 
 
 def test_exceptions_from_the_stock_sdk_are_stored_classified_and_grouped(live_console):
-    dsn = create_source_dsn()
+    dsn = source_dsn_from_command("Shop")
     assert f"@{live_console.url.removeprefix('http://')}/" in dsn  # built from CONSOLE_URL
     app = subprocess.run(
         [sys.executable, str(APP), dsn], env=live_console.env, capture_output=True, text=True, timeout=60

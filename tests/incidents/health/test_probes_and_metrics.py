@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from incidents import services
 from incidents.models import Alert, AlertRule, Incident, Notification, NotificationChannel, Severity
 from resilience import process_runtime
-from tests.e2e.conftest import ROOT, _stop
+from tests.e2e.captured_server import ROOT, _stop
 from tests.support import FastPathClient, database_url_for_processes, native_event, wait_until
 
 pytestmark = pytest.mark.django_db
