@@ -1,4 +1,5 @@
-"""Builders for what real clients send: sentry-sdk envelopes and native events."""
+"""Builders for what real clients send (sentry-sdk envelopes, native events), and what tests read back:
+admin messages, queued deliveries."""
 
 import asyncio
 import json
@@ -13,11 +14,14 @@ import sentry_sdk
 from asgiref.sync import async_to_sync
 from django.db import connection
 from django.http import HttpResponse
+from django_q.models import OrmQ
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.transport import HttpTransport
 
 # Small programs that tests start as separate processes.
 PROBES = Path(__file__).parent / "probes"
+
+DELIVER = "incidents.tasks.deliver_notifications"  # the task path django-q2 queues deliveries under
 
 
 @dataclass
@@ -215,3 +219,26 @@ def incident_published(source, title: str):
         source_id=source.pk, incident_id=incident.pk,
     )  # fmt: skip
     return incident
+
+
+def message_texts(response) -> list[str]:
+    """The messages an admin page shows after an action."""
+    return [str(message) for message in response.context["messages"]]
+
+
+def delivery_tasks() -> list[dict]:
+    """The delivery tasks queued on the ORM broker."""
+    return [row.task for row in OrmQ.objects.all() if row.task.get("func") == DELIVER]
+
+
+def assert_delivery_enqueued(callbacks, ids: list[int], settings) -> None:
+    """The on-commit callbacks hand exactly `ids` to delivery, once; on the ORM broker, run them and read the queue.
+
+    Other callbacks (the live stream's signal) may run beside it.
+    """
+    assert callbacks
+    if "orm" not in settings.Q_CLUSTER:
+        return  # a real broker: the callbacks are not run from these tests
+    for callback in callbacks:
+        callback()
+    assert [task["args"] for task in delivery_tasks()] == [(ids,)]

@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone
 
 from incidents.alerting import services
-from incidents.models import Notification, NotificationChannel
-from tests.e2e.conftest import ROOT, _stop
-from tests.receivers import Receiver, Reply
+from incidents.models import Notification
+from tests.e2e.captured_server import ROOT, _stop
+from tests.receivers import Reply
 from tests.support import database_url_for_processes, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -62,20 +62,8 @@ def enqueue(env: dict, func: str, *args) -> None:
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True)
 
 
-@pytest.fixture
-def receiver():
-    started = Receiver()
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def channel(receiver):
-    return NotificationChannel.objects.create(name="ops-hook", kind="webhook", config={"url": receiver.url()})
-
-
-def test_two_clusters_delivering_the_same_attempts_send_each_once(clusters, cluster_env, receiver, channel):
-    ids = [services.channel_test(channel=channel, by="user:ops").pk for _ in range(40)]
+def test_two_clusters_delivering_the_same_attempts_send_each_once(clusters, cluster_env, receiver, receiver_channel):
+    ids = [services.channel_test(channel=receiver_channel, by="user:ops").pk for _ in range(40)]
     for _ in range(3):  # several tasks racing for every attempt, spread over both clusters
         enqueue(cluster_env, "incidents.tasks.deliver_notifications", random.sample(ids, len(ids)))
     assert wait_until(lambda: Notification.objects.filter(status="sent").count() == len(ids), timeout=60)
@@ -84,10 +72,10 @@ def test_two_clusters_delivering_the_same_attempts_send_each_once(clusters, clus
     assert Notification.objects.count() == len(ids)  # no attempt failed, none was duplicated
 
 
-def test_a_worker_killed_mid_send_loses_nothing(clusters, cluster_env, receiver, channel):
+def test_a_worker_killed_mid_send_loses_nothing(clusters, cluster_env, receiver, receiver_channel):
     release = threading.Event()
     receiver.reply = Reply(hold=release)
-    notification = services.channel_test(channel=channel, by="user:ops")
+    notification = services.channel_test(channel=receiver_channel, by="user:ops")
     enqueue(cluster_env, "incidents.tasks.deliver_notifications", [notification.pk])
     assert wait_until(lambda: receiver.requests, timeout=60)  # the worker is inside the send
     claimed_by = Notification.objects.get(pk=notification.pk).claimed_by

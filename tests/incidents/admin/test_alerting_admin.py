@@ -10,9 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
 
-from incidents.alerting import evaluation
 from incidents.alerting.transports.base import MASK
 from incidents.models import (
     Alert,
@@ -23,10 +21,11 @@ from incidents.models import (
     Severity,
     Silence,
 )
+from tests.factories import firing_alert
+from tests.support import assert_delivery_enqueued, delivery_tasks, message_texts
 
 pytestmark = pytest.mark.django_db
 
-DELIVER = "incidents.tasks.deliver_notifications"
 ALERTS = reverse("admin:incidents_alert_changelist")
 RULES = reverse("admin:incidents_alertrule_changelist")
 CHANNELS = reverse("admin:incidents_notificationchannel_changelist")
@@ -34,74 +33,8 @@ SILENCES = reverse("admin:incidents_silence_changelist")
 NOTIFICATIONS = reverse("admin:incidents_notification_changelist")
 
 
-@pytest.fixture
-def channel(db):
-    return NotificationChannel.objects.create(
-        name="ops-hook", kind="webhook", config={"url": "https://hooks.example.com/ops"}
-    )
-
-
-@pytest.fixture
-def rule(channel):
-    created = AlertRule.objects.create(name="Checkout errors", window_minutes=5, comparator="gt", warning_threshold=3)
-    created.channels.add(channel)
-    return created
-
-
-def firing_alert(rule, *, group_key: str = "", labels: dict | None = None, severity: int = Severity.MEDIUM) -> Alert:
-    """An alert that fired ten minutes ago and whose firing notification was sent to the rule's channels."""
-    now = timezone.now()
-    alert = Alert.objects.create(
-        rule=rule,
-        group_key=group_key,
-        labels=labels or {},
-        state=Alert.State.FIRING,
-        severity=severity,
-        value=5.0,
-        active_at=now - timedelta(minutes=10),
-        fired_at=now - timedelta(minutes=10),
-        last_met_at=now,
-        last_notified_at=now - timedelta(minutes=9),
-        history="111",
-    )
-    for channel in rule.channels.all():
-        Notification.objects.create(
-            alert=alert,
-            channel=channel,
-            event="firing",
-            severity=severity,
-            message=evaluation.message_for(alert, "firing"),
-            status=Notification.Status.SENT,
-            created_at=now - timedelta(minutes=9),
-            finished_at=now - timedelta(minutes=9),
-            response_code=200,
-        )
-    return alert
-
-
-def message_texts(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
-
-
 def form_errors(response) -> dict:
     return response.context["adminform"].form.errors
-
-
-def assert_delivery_enqueued(callbacks, ids: list[int], settings) -> None:
-    """The on-commit callbacks hand exactly `ids` to delivery, once; on the ORM broker, run them and read the queue.
-
-    Other callbacks (the live stream's signal) may run beside it.
-    """
-    assert callbacks
-    if "orm" not in settings.Q_CLUSTER:
-        return  # a real broker: the callbacks are not run from these tests
-    for callback in callbacks:
-        callback()
-    assert [task["args"] for task in delivery_tasks()] == [(ids,)]
-
-
-def delivery_tasks() -> list[dict]:
-    return [row.task for row in OrmQ.objects.all() if row.task.get("func") == DELIVER]
 
 
 # Pages

@@ -17,7 +17,7 @@ from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, Incident, IncidentActivity, IncidentHour, IngestKey, Source
 from incidents.selectors import EstimatedCountPaginator
-from tests.support import native_event
+from tests.support import message_texts, native_event
 
 pytestmark = pytest.mark.django_db
 
@@ -74,10 +74,6 @@ def transition_url(incident, action: str) -> str:
 
 def listed_incident_ids(response) -> set[int]:
     return {int(pk) for pk in re.findall(r'/admin/incidents/incident/(\d+)/change/[?"]', response.content.decode())}
-
-
-def message_texts(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
 
 
 @pytest.fixture

@@ -25,38 +25,20 @@ from incidents.models import (
 from resilience import process_runtime
 from resilience.models import Breaker
 from resilience.runtime.state import State
-from tests.receivers import Receiver, Reply
+from tests.receivers import Reply
 from tests.support import native_event
 
 # Deliveries go through the console's breakers, whose threads need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    process_runtime.shutdown()
-    yield
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("console_threads"),
+]
 
 
 @pytest.fixture(autouse=True)
 def only_this_tests_rules():
     """The seeded rules would fire on these events too; each test states its own."""
     AlertRule.objects.all().delete()
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.NOTIFICATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    started = Receiver()
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def channel(receiver):
-    return NotificationChannel.objects.create(name="ops-hook", kind="webhook", config={"url": receiver.url()})
 
 
 def store(source, count: int, **fields) -> None:
@@ -81,8 +63,10 @@ def digest_and_evaluate() -> None:
     tasks.digest_events()
 
 
-def test_a_count_rule_fires_once_the_digested_events_cross_it_and_notifies_the_receiver(source, channel, receiver):
-    errors = rule(channel, source=source)
+def test_a_count_rule_fires_once_the_digested_events_cross_it_and_notifies_the_receiver(
+    source, receiver_channel, receiver
+):
+    errors = rule(receiver_channel, source=source)
     store(source, 3)
     digest_and_evaluate()
     assert not Alert.objects.filter(state="firing").exists()  # 3 is not > 3
@@ -100,8 +84,8 @@ def test_a_count_rule_fires_once_the_digested_events_cross_it_and_notifies_the_r
     assert Notification.objects.get().status == "sent"
 
 
-def test_a_burst_is_evaluated_once_per_digest_and_notified_once(source, channel, receiver):
-    rule(channel, source=source)
+def test_a_burst_is_evaluated_once_per_digest_and_notified_once(source, receiver_channel, receiver):
+    rule(receiver_channel, source=source)
     store(source, 1000)
     digest_and_evaluate()
     digest_and_evaluate()  # nothing new: the cooldown holds the repeat
@@ -109,16 +93,16 @@ def test_a_burst_is_evaluated_once_per_digest_and_notified_once(source, channel,
     assert Notification.objects.count() == 1
 
 
-def test_critical_threshold_raises_the_severity(source, channel, receiver):
-    rule(channel, source=source, critical_threshold=10)
+def test_critical_threshold_raises_the_severity(source, receiver_channel, receiver):
+    rule(receiver_channel, source=source, critical_threshold=10)
     store(source, 12)
     digest_and_evaluate()
     assert Alert.objects.get().severity == Severity.CRITICAL
     assert receiver.last.json()["severity"] == "critical"
 
 
-def test_pending_for_holds_the_alert_until_it_has_lasted(source, channel, receiver):
-    errors = rule(channel, source=source, pending_for=60)
+def test_pending_for_holds_the_alert_until_it_has_lasted(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, pending_for=60)
     store(source, 5)
     digest_and_evaluate()
     assert Alert.objects.get().state == "pending" and not receiver.requests
@@ -126,8 +110,8 @@ def test_pending_for_holds_the_alert_until_it_has_lasted(source, channel, receiv
     assert Alert.objects.get().state == "firing"
 
 
-def test_hysteresis_keeps_it_firing_until_the_value_is_past_the_resolve_threshold(source, channel, receiver):
-    errors = rule(channel, source=source, warning_threshold=10, resolve_threshold=5, value="count")
+def test_hysteresis_keeps_it_firing_until_the_value_is_past_the_resolve_threshold(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, warning_threshold=10, resolve_threshold=5, value="count")
     store(source, 11)
     digest_and_evaluate()
     alert = Alert.objects.get()
@@ -143,8 +127,8 @@ def test_hysteresis_keeps_it_firing_until_the_value_is_past_the_resolve_threshol
     assert [r.json()["event"] for r in receiver.requests] == ["firing", "resolved"]
 
 
-def test_a_quiet_window_resolves_after_keep_firing_for(source, channel, receiver):
-    errors = rule(channel, source=source, window_minutes=1, keep_firing_for=300)
+def test_a_quiet_window_resolves_after_keep_firing_for(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, window_minutes=1, keep_firing_for=300)
     store(source, 5)
     digest_and_evaluate()
     assert Alert.objects.get().state == "firing"
@@ -155,8 +139,8 @@ def test_a_quiet_window_resolves_after_keep_firing_for(source, channel, receiver
     assert receiver.last.json()["event"] == "resolved"
 
 
-def test_the_cooldown_spaces_repeats_and_an_acknowledgement_stops_them(source, channel, receiver):
-    errors = rule(channel, source=source, cooldown=600)
+def test_the_cooldown_spaces_repeats_and_an_acknowledgement_stops_them(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, cooldown=600)
     store(source, 5)
     digest_and_evaluate()
     soon, later = timezone.now() + timedelta(minutes=5), timezone.now() + timedelta(minutes=11)
@@ -171,8 +155,8 @@ def test_the_cooldown_spaces_repeats_and_an_acknowledgement_stops_them(source, c
     assert len(receiver.requests) == 3
 
 
-def test_a_silence_holds_the_firing_notification_and_its_end_releases_it(source, channel, receiver):
-    errors = rule(channel, source=source, group_by=["source"])
+def test_a_silence_holds_the_firing_notification_and_its_end_releases_it(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, group_by=["source"])
     now = timezone.now()
     silence = Silence.objects.create(
         rule=errors,
@@ -190,8 +174,10 @@ def test_a_silence_holds_the_firing_notification_and_its_end_releases_it(source,
     assert receiver.last.json()["event"] == "firing"
 
 
-def test_a_resolved_notification_follows_a_sent_firing_one_even_when_silenced_meanwhile(source, channel, receiver):
-    errors = rule(channel, source=source, window_minutes=1)
+def test_a_resolved_notification_follows_a_sent_firing_one_even_when_silenced_meanwhile(
+    source, receiver_channel, receiver
+):
+    errors = rule(receiver_channel, source=source, window_minutes=1)
     store(source, 5)
     digest_and_evaluate()
     now = timezone.now()
@@ -227,8 +213,8 @@ def test_flapping_holds_notifications_until_it_settles():
     assert evaluation.flap_percent("0101" + "0" * 17) < evaluation.flap_percent("0" * 17 + "0101")
 
 
-def test_an_alternating_condition_is_marked_flapping(source, channel, receiver):
-    errors = rule(channel, source=source, window_minutes=60, cooldown=0)
+def test_an_alternating_condition_is_marked_flapping(source, receiver_channel, receiver):
+    errors = rule(receiver_channel, source=source, window_minutes=60, cooldown=0)
     store(source, 5)
     digest_and_evaluate()
     now = timezone.now()
@@ -326,9 +312,9 @@ def test_a_bad_rule_is_refused_naming_the_field(fields, field):
     assert field in refused.value.message_dict
 
 
-def test_a_transient_failure_is_retried_with_backoff_and_every_attempt_logged(source, channel, receiver):
+def test_a_transient_failure_is_retried_with_backoff_and_every_attempt_logged(source, receiver_channel, receiver):
     receiver.reply = Reply(status=503, headers={"Retry-After": "30"})
-    rule(channel, source=source)
+    rule(receiver_channel, source=source)
     store(source, 5)
     digest_and_evaluate()
     first = Notification.objects.get(attempt=1)
@@ -343,12 +329,14 @@ def test_a_transient_failure_is_retried_with_backoff_and_every_attempt_logged(so
     assert all(n.duration_ms is not None for n in Notification.objects.exclude(status="queued"))
 
 
-def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(source, channel, receiver, digest):
+def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(
+    source, receiver_channel, receiver, digest
+):
     receiver.reply = Reply(status=404)
     for _ in range(delivery.DISABLE_AFTER):
-        delivery.deliver([alerting_services.channel_test(channel=channel, by="user:ops").pk])
-    channel.refresh_from_db()
-    assert not channel.enabled and "404" in channel.last_error and channel.disabled_reason
+        delivery.deliver([alerting_services.channel_test(channel=receiver_channel, by="user:ops").pk])
+    receiver_channel.refresh_from_db()
+    assert not receiver_channel.enabled and "404" in receiver_channel.last_error and receiver_channel.disabled_reason
     assert ErrorEvent.objects.filter(logger="incidents.alerting.delivery", tags__channel="ops-hook").exists()
 
 
@@ -365,8 +353,8 @@ def test_a_private_address_is_refused_unless_allow_listed(source, receiver, sett
     assert notification.status == "failed" and not receiver.requests
 
 
-def test_a_claimed_attempt_is_not_claimed_twice_and_an_expired_claim_is_taken_again(channel, settings):
-    notification = alerting_services.channel_test(channel=channel, by="user:ops")
+def test_a_claimed_attempt_is_not_claimed_twice_and_an_expired_claim_is_taken_again(receiver_channel, settings):
+    notification = alerting_services.channel_test(channel=receiver_channel, by="user:ops")
     assert delivery.claim(notification.pk)
     assert not delivery.claim(notification.pk)  # another worker loses the race
     settings.NOTIFICATION_LEASE_SECONDS = 0.1
@@ -374,8 +362,8 @@ def test_a_claimed_attempt_is_not_claimed_twice_and_an_expired_claim_is_taken_ag
     assert delivery.claim(notification.pk)  # its worker died mid-send: the next one takes it
 
 
-def test_a_rule_grouped_by_incident_fires_once_per_incident(source, channel, receiver):
-    rule(channel, source=source, comparator="gte", warning_threshold=1, group_by=["incident"])
+def test_a_rule_grouped_by_incident_fires_once_per_incident(source, receiver_channel, receiver):
+    rule(receiver_channel, source=source, comparator="gte", warning_threshold=1, group_by=["incident"])
     now = timezone.now()
     for name in ("payment declined", "inventory missing"):
         event = normalize_native_event(native_event(fingerprint=[name]), received_at=now)
@@ -385,20 +373,20 @@ def test_a_rule_grouped_by_incident_fires_once_per_incident(source, channel, rec
     assert len({r.json()["dedup_key"] for r in receiver.requests}) == 2
 
 
-def test_a_breaker_saved_in_admin_for_a_channel_governs_its_deliveries(channel, receiver):
-    saved = Breaker(name=channel.breaker_name, window_size=1, minimum_calls=1, failure_rate_threshold=100)
+def test_a_breaker_saved_in_admin_for_a_channel_governs_its_deliveries(receiver_channel, receiver):
+    saved = Breaker(name=receiver_channel.breaker_name, window_size=1, minimum_calls=1, failure_rate_threshold=100)
     saved.full_clean()  # "notify:ops-hook" is a name the admin form accepts
     saved.save()
     process_runtime.apply_saved_config(process_runtime.runtime())
     receiver.reply = Reply(status=503)
-    delivery.deliver([alerting_services.channel_test(channel=channel, by="user:ops").pk])
+    delivery.deliver([alerting_services.channel_test(channel=receiver_channel, by="user:ops").pk])
     # One failed call opens it, as saved: the default needs ten calls in its window first.
-    assert process_runtime.breaker(channel.breaker_name).state == State.OPEN
+    assert process_runtime.breaker(receiver_channel.breaker_name).state == State.OPEN
 
 
-def test_deliveries_go_through_the_channels_breaker(channel, receiver):
-    process_runtime.breaker(channel.breaker_name).force_open(reason="receiver down for maintenance")
-    notification = alerting_services.channel_test(channel=channel, by="user:ops")
+def test_deliveries_go_through_the_channels_breaker(receiver_channel, receiver):
+    process_runtime.breaker(receiver_channel.breaker_name).force_open(reason="receiver down for maintenance")
+    notification = alerting_services.channel_test(channel=receiver_channel, by="user:ops")
     delivery.deliver([notification.pk])
     notification.refresh_from_db()
     assert notification.status == "retried" and "circuit breaker notify:ops-hook is open" in notification.error
@@ -445,9 +433,9 @@ def test_the_api_refuses_a_costly_template_naming_the_field(api_as):
 
 
 def test_a_template_stored_around_validation_is_sent_in_the_default_wording_and_logged(
-    source, channel, receiver, caplog
+    source, receiver_channel, receiver, caplog
 ):
-    errors = rule(channel, source=source)
+    errors = rule(receiver_channel, source=source)
     AlertRule.objects.filter(pk=errors.pk).update(summary_template=NESTED_LOOPS, runbook_template="{% debug %}")
     store(source, 5)
     with caplog.at_level("WARNING", logger="incidents.alerting.evaluation"):
@@ -457,8 +445,13 @@ def test_a_template_stored_around_validation_is_sent_in_the_default_wording_and_
     assert "summary_template" in caplog.text and "runbook_template" in caplog.text
 
 
-def test_a_template_cannot_change_the_alerts_labels(source, channel, receiver):
-    rule(channel, source=source, group_by=["source"], summary_template="{{ labels.clear }}{{ labels.source }} is noisy")
+def test_a_template_cannot_change_the_alerts_labels(source, receiver_channel, receiver):
+    rule(
+        receiver_channel,
+        source=source,
+        group_by=["source"],
+        summary_template="{{ labels.clear }}{{ labels.source }} is noisy",
+    )
     store(source, 5)
     digest_and_evaluate()
     body = receiver.last.json()

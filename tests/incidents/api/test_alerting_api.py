@@ -9,7 +9,8 @@ from django.utils.dateparse import parse_datetime
 from incidents.alerting.transports.base import MASK
 from incidents.models import Alert, AlertRule, Notification, NotificationChannel, Severity, Silence
 from tests.api_support import patch_json, post_json
-from tests.incidents.admin.test_alerting_admin import assert_delivery_enqueued, firing_alert
+from tests.factories import firing_alert
+from tests.support import assert_delivery_enqueued
 
 pytestmark = pytest.mark.django_db
 
@@ -18,22 +19,6 @@ ALERTS = "/api/v1/alerts/"
 SILENCES = "/api/v1/silences/"
 CHANNELS = "/api/v1/notification-channels/"
 LOG = "/api/v1/notification-log/"
-
-
-@pytest.fixture
-def channel(db):
-    return NotificationChannel.objects.create(
-        name="ops-hook",
-        kind="webhook",
-        config={"url": "https://hooks.example.com/ops", "secret": "s" * 32, "headers": {"Authorization": "Bearer x"}},
-    )
-
-
-@pytest.fixture
-def rule(channel):
-    created = AlertRule.objects.create(name="Checkout errors", window_minutes=5, comparator="gt", warning_threshold=3)
-    created.channels.add(channel)
-    return created
 
 
 def results(response) -> list[dict]:
