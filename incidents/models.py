@@ -18,6 +18,7 @@ from incidents.alerting.templates import alert_template_problem
 from incidents.alerting.transports.base import Delivery, Message, Transport, TransportError, transport_class
 from incidents.ingest.rule_grammar import validate_rule
 from resilience.exceptions import ConfigError
+from resilience.process_runtime import breaker
 from resilience.runtime.breaker import CallNotPermitted
 
 # Severity and Category are defined once, in pure modules of resilience both apps share; these are their choices.
@@ -587,9 +588,6 @@ class NotificationChannel(models.Model):
 
         A channel that cannot send at all fails before the breaker: that is no failure of the receiver.
         """
-        # Imported when a notification is sent: resilience.process_runtime imports incidents.live at import time.
-        from resilience.process_runtime import breaker
-
         transport = self.transport()
         try:
             return breaker(self.breaker_name).call(transport.notify, message)

@@ -25,6 +25,8 @@ from incidents.models import (
     Source,
     SourceMinute,
 )
+from resilience.models import BreakerState
+from resilience.process_runtime import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +127,6 @@ class Rollups:
         )
 
     def breaker_states(self) -> list[tuple[str, str]]:
-        from resilience.models import BreakerState
-
         return self._once(("breakers",), lambda: list(BreakerState.objects.values_list("name", "state")))
 
     def _load_source_cells(self, window_minutes: int) -> _Indexed:
@@ -289,7 +289,5 @@ def _breakers(rule: AlertRule, rollups: Rollups) -> list[Measured]:
 
 def _degradation() -> list[Measured]:
     """The console's degradation level: 0 FULL, 1 DEGRADED, 2 MINIMAL, 3 EMERGENCY."""
-    from resilience.process_runtime import runtime
-
     level = runtime().degradation.evaluate()
     return [Measured("", {"level": level.name}, float(level))]

@@ -5,6 +5,7 @@ from datetime import timedelta
 from rest_framework import serializers
 
 from incidents.models import ErrorEvent, Incident, IncidentActivity
+from incidents.selectors import incident_timeline
 from resilience.exceptions import Severity
 
 # The stored rank of each level and the lower-case name the API shows for it.
@@ -69,8 +70,6 @@ class IncidentDetailSerializer(IncidentSerializer):
         read_only_fields = fields
 
     def get_timeline(self, incident) -> list[dict]:
-        from incidents.selectors import incident_timeline
-
         return ActivitySerializer(incident_timeline(incident, limit=50), many=True).data
 
 

@@ -9,6 +9,8 @@ from access.roles import Role, role_of
 from incidents.api.serializers import SEVERITY_NAMES
 from incidents.live.outbox import newest_id
 from incidents.models import Alert, Incident
+from resilience.api.views import breaker_statuses
+from resilience.process_runtime import runtime
 
 RECENT_INCIDENTS = 25
 
@@ -18,9 +20,6 @@ def dashboard(request):
     """Open incidents by severity, recent incidents, firing alerts, the breaker board and the degradation level."""
     if role_of(request.user) < Role.VIEWER:
         raise PermissionDenied
-    from resilience.api.views import breaker_statuses
-    from resilience.process_runtime import runtime
-
     live_after = newest_id()  # first, so nothing that happens while the page is read is missed
     open_incidents = Incident.objects.filter(status=Incident.Status.OPEN)
     by_severity = dict(open_incidents.values_list("severity").annotate(n=Count("id")).values_list("severity", "n"))

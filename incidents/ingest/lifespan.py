@@ -11,13 +11,13 @@ import logging
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from incidents.ingest.classification import warm_rules
+from resilience.process_runtime import runtime
+
 logger = logging.getLogger(__name__)
 
 
 def _warm_up() -> None:
-    from incidents.ingest.classification import warm_rules
-    from resilience.process_runtime import runtime
-
     try:
         runtime()
         warm_rules()

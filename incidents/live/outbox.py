@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.models import LiveMessage
+from resilience.process_runtime import REDIS_BREAKER, breaker
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class _Signaller:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, layer, signal: dict) -> None:
-        from resilience.process_runtime import REDIS_BREAKER, breaker
-
         # Got here: building a breaker may read the database, which the loop's thread must not.
         redis_breaker = breaker(REDIS_BREAKER)
         sent = asyncio.run_coroutine_threadsafe(self._send(redis_breaker, layer, signal), self._running_loop())
