@@ -24,7 +24,7 @@ class AlertTransitionError(ValueError):
     """The requested change does not apply to the alert in its current state."""
 
 
-def publish_alert(alert: Alert, change: str) -> None:
+def _publish_alert(alert: Alert, change: str) -> None:
     """Tell the live stream an alert was acknowledged or resolved by hand."""
     outbox.publish(topic=f"alert.{change}", key=f"alert:{alert.pk}", payload=alert.live_payload())
 
@@ -39,7 +39,7 @@ def alert_acknowledge(*, alert: Alert, by: Actor) -> list[int]:
             return []
         locked.acknowledged_at, locked.acknowledged_by = timezone.now(), actor_name(by)
         locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
-        publish_alert(locked, "acknowledged")
+        _publish_alert(locked, "acknowledged")
         queued = (
             notifications_create(alert=locked, event="acknowledged", now=timezone.now()) if locked.was_notified else []
         )
@@ -57,7 +57,7 @@ def alert_resolve(*, alert: Alert, by: Actor) -> list[int]:
         now = timezone.now()
         locked.state, locked.resolved_at, locked.resolved_by = Alert.State.RESOLVED, now, actor_name(by)
         locked.save(update_fields=["state", "resolved_at", "resolved_by"])
-        publish_alert(locked, "resolved")
+        _publish_alert(locked, "resolved")
         queued = notifications_create(alert=locked, event="resolved", now=now) if notify else []
     alert.refresh_from_db()
     return queued
