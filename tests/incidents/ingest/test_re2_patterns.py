@@ -16,7 +16,7 @@ from incidents.models import ClassificationRule, ErrorEvent, ErrorType
 from tests.support import native_event
 
 MIGRATION = importlib.import_module("incidents.migrations.0013_disable_patterns_re2_cannot_run")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Python's re needs about 2^60 steps for this message; a linear matcher needs a few hundred.
 HOSTILE_CLASSIFICATION = """
