@@ -112,7 +112,7 @@ def _send(notification: Notification):
 
 
 def _message(stored: dict) -> Message:
-    """The Message a notification row stored (alerting.message_for), datetimes parsed back."""
+    """The Message a notification row stored (evaluation.message_for), datetimes parsed back."""
     times = {key: parse_datetime(stored[key]) if stored.get(key) else None for key in ("started_at", "ended_at")}
     return Message(**{**stored, **times})
 
