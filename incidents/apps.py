@@ -9,8 +9,9 @@ class IncidentsConfig(AppConfig):
     verbose_name = "Incidents"
 
     def ready(self) -> None:
-        from incidents.ingest.classification import forget_rules
-        from incidents.models import ClassificationRule, ErrorType
+        from incidents.fleet import receivers  # noqa: F401  app loading: importing connects them; they use models
+        from incidents.ingest.classification import forget_rules  # app loading: imports the models
+        from incidents.models import ClassificationRule, ErrorType  # app loading: ready only now
 
         for model in (ClassificationRule, ErrorType):
             post_save.connect(forget_rules, sender=model, dispatch_uid=f"forget-rules-on-save-{model.__name__}")

@@ -6,6 +6,10 @@ calls back when it moved: it reads the version (one primary-key lookup) every
 RESILIENCE_CONFIG_POLL_SECONDS, and when Redis is configured a published message wakes
 it at once. The poll stays on with Redis, so a lost message or a Redis outage delays a
 change by one poll interval at most, never forever.
+
+A bump sends resilience.signals.config_changed inside the saving transaction: the incidents app
+tells browsers on the live stream, and resilience.process_runtime.announce_config_version
+publishes the version to the watchers on Redis once the transaction commits.
 """
 
 import asyncio
@@ -19,8 +23,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from incidents.live import outbox
 from resilience.models import ConfigVersion
+from resilience.signals import config_changed
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +46,8 @@ def config_version_bump() -> int:
         if not updated:  # the row is created by a migration; a flushed test database lacks it
             ConfigVersion.objects.get_or_create(id=ConfigVersion.SINGLETON_ID, defaults={"version": 1})
         version = config_version()
-        # Browsers watching the console hear of it on the live stream; running processes through _publish.
-        outbox.publish(topic="config.changed", key="resilience-config", payload={"version": version})
-        transaction.on_commit(lambda: _publish(version))
+        config_changed.send(sender=None, version=version)
     return version
-
-
-def _publish(version: int) -> None:
-    if not settings.REDIS_URL:
-        return
-    import redis
-
-    from resilience.process_runtime import REDIS_BREAKER, breaker
-
-    try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-        breaker(REDIS_BREAKER).call(client.publish, CHANNEL, str(version))
-        client.close()
-    except Exception:
-        # Watchers still see the change at their next poll.
-        logger.warning("could not publish resilience config version %s", version, exc_info=True)
 
 
 class ConfigWatcher:

@@ -6,14 +6,19 @@ state store (the database, or Redis with RESILIENCE_STATE_STORE=redis) and start
 ConfigWatcher that applies the saved config snapshot whenever it changes, within a
 second, keeping breaker state and window counts.
 
-Breaker transitions and recovery outcomes are recorded by a background thread: in the
-transition history, and as events of the console's own source. Reports arrive inside
-the protected call's path, which must not wait for the database. A second thread makes
+Breaker transitions, recovery outcomes, refused config, window figures and degradation level
+changes are handed to the receivers of resilience.signals by a background thread (the
+incidents app keeps them as transition history, events of the console's own source and live
+messages). Reports arrive inside the protected call's path, which must not wait for the
+database; tests may have them written at once instead (recording_inline()). A second thread makes
 the time-driven moves (automatic half-open, the half-open time limit) when they are due,
 and reports the breakers' window figures every RESILIENCE_WINDOW_REPORT_SECONDS for
 admin, API and dashboard to add up across processes.
+
+reset() forgets all of it (tests); a forked process forgets its parent's on its own.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -23,11 +28,16 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import connection, transaction
 
-from resilience.config_watcher import ConfigWatcher
+from resilience import signals
+from resilience.config_snapshot import config_snapshot
+from resilience.config_watcher import CHANNEL, ConfigWatcher
 from resilience.runtime.breaker import BreakerRegistry, CircuitBreaker
 from resilience.runtime.events import config_refused_event, window_reports
 from resilience.runtime.runtime import Runtime, set_runtime
+from resilience.stores.database import DatabaseStateStore
+from resilience.stores.redis import RedisStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +59,7 @@ def runtime() -> Runtime:
         with _lock:
             if _runtime is None:
                 # A wall clock: state times are shared with other processes and machines.
-                started = Runtime(store=_make_store(), clock=time.time, reporter=_recorder.record)
+                started = Runtime(store=_make_store(), clock=time.time, reporter=_record)
                 started.degradation.add_listener(_report_level_change)
                 set_runtime(started)
                 _watcher = ConfigWatcher(lambda version: apply_saved_config(started)).apply_now().start()
@@ -76,13 +86,11 @@ def breakers() -> BreakerRegistry:
 
 def apply_saved_config(target: Runtime) -> list:
     """Apply the saved config snapshot; return the entries refused, which keep their last good config."""
-    from incidents.fleet.reports import config_snapshot
-
     errors = target.apply(config_snapshot())
     for error in errors:
         logger.error("resilience config refused, last good config kept: %s", error)
         if _first_report_of(error):
-            _recorder.record("config.refused", config_refused_event(error))
+            _record("config.refused", config_refused_event(error))
     return errors
 
 
@@ -105,19 +113,48 @@ def report_windows(target: Runtime) -> None:
     """Queue the window figures of every breaker `target` has for recording."""
     windows = window_reports(target.breakers)
     if windows:
-        _recorder.record("breaker.windows", {"windows": windows, "wall_time": time.time()})
+        _record("breaker.windows", {"windows": windows, "wall_time": time.time()})
 
 
 def _report_level_change(change) -> None:
     """Queue a degradation level change for the live stream (written by the recorder's thread)."""
-    _recorder.record(
+    _record(
         "degradation.changed",
         {"level": change.level.name, "previous": change.previous.name, "reason": change.reason, "process": PROCESS},
     )
 
 
+def announce_config_version(*, version: int, **_signal_arguments) -> None:
+    """Tell other processes' config watchers of a new version through Redis once the saving transaction
+    commits (a receiver of signals.config_changed, connected by the resilience app)."""
+    transaction.on_commit(lambda: _publish_config_version(version))
+
+
+def _publish_config_version(version: int) -> None:
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        breaker(REDIS_BREAKER).call(client.publish, CHANNEL, str(version))
+        client.close()
+    except Exception:
+        # Watchers still see the change at their next poll.
+        logger.warning("could not publish resilience config version %s", version, exc_info=True)
+
+
+def reset() -> None:
+    """Forget this process's runtime: write the reports queued so far, stop its threads (watcher,
+    housekeeper, recorder) and start again from nothing on next use (tests)."""
+    global _recorder
+    _recorder.stop()  # first: writing a report may use the runtime (the Redis breaker), starting one
+    _recorder = _Recorder()
+    shutdown()
+
+
 def shutdown() -> None:
-    """Stop this process's threads and forget its runtime (tests, and processes that fork)."""
+    """Stop this process's watcher and housekeeper threads and forget its runtime (the recorder goes on)."""
     global _runtime, _watcher, _housekeeper
     with _lock:
         if _watcher is not None:
@@ -135,11 +172,7 @@ def shutdown() -> None:
 
 def _make_store():
     if settings.RESILIENCE_STATE_STORE == "redis":
-        from resilience.stores.redis import RedisStateStore
-
         return RedisStateStore.from_url(settings.REDIS_URL)
-    from resilience.stores.database import DatabaseStateStore
-
     return DatabaseStateStore()
 
 
@@ -160,8 +193,6 @@ class _Housekeeper:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        from django.db import connection
-
         next_report = time.monotonic() + settings.RESILIENCE_WINDOW_REPORT_SECONDS
         while not self._stopped.wait(settings.RESILIENCE_STATE_POLL_SECONDS):
             try:
@@ -176,6 +207,38 @@ class _Housekeeper:
                 connection.close()  # a due transition went through the database store
 
 
+# Threads inside recording_inline(): their reports are written at once, where they are made.
+_inline = threading.local()
+
+
+@contextlib.contextmanager
+def recording_inline():
+    """Within the block, the reports this thread makes are written at once, on this thread, in its
+    database connection and transaction, instead of by the recorder thread (tests: what a call
+    reported is in the test's transaction when the call returns). A report that fails is logged
+    and rolled back alone, as the recorder thread does. Other threads' reports are queued as always."""
+    _inline.depth = getattr(_inline, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _inline.depth -= 1
+
+
+def _records_inline() -> bool:
+    return getattr(_inline, "depth", 0) > 0
+
+
+def _write_here(kind: str, payload: dict) -> None:
+    try:
+        with transaction.atomic():  # a savepoint: a failed report leaves the caller's transaction usable
+            _write(kind, payload)
+    except Exception:
+        logger.exception("could not record %s %s", kind, payload)
+
+
+_STOP = ("", {})  # queued by _Recorder.stop(): the thread ends once it reaches it
+
+
 class _Recorder:
     """Writes runtime reports to the database from a background thread, in order."""
 
@@ -185,6 +248,9 @@ class _Recorder:
         self._start_lock = threading.Lock()
 
     def record(self, kind: str, payload: dict) -> None:
+        if _records_inline():
+            _write_here(kind, payload)
+            return
         try:
             self._queue.put_nowait((kind, payload))
         except queue.Full:
@@ -203,11 +269,21 @@ class _Recorder:
             while self._queue.unfinished_tasks and time.monotonic() < deadline:
                 self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic()))
 
-    def _write_forever(self) -> None:
-        from django.db import connection
+    def stop(self, timeout: float = 10) -> None:
+        """Write every report queued so far, then end the thread."""
+        with self._start_lock:
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout)
+            self._thread = None
 
+    def _write_forever(self) -> None:
         while True:
             kind, payload = self._queue.get()
+            if (kind, payload) == _STOP:
+                self._queue.task_done()
+                return
             try:
                 _write(kind, payload)
             except Exception:
@@ -218,11 +294,10 @@ class _Recorder:
 
 
 def _write(kind: str, payload: dict) -> None:
-    from incidents.fleet.reports import console_source, event_record, recovery_record, transition_record, windows_record
-
+    """Hand one report to the receivers of its signal (resilience.signals)."""
     if kind == "breaker.transition":
-        transition_record(
-            source=console_source(),
+        signals.breaker_transitioned.send(
+            sender=None,
             breaker_name=payload["breaker"],
             from_state=payload["from_state"],
             to_state=payload["to_state"],
@@ -233,20 +308,26 @@ def _write(kind: str, payload: dict) -> None:
             at=datetime.fromtimestamp(payload["wall_time"], tz=UTC),
         )
     elif kind == "breaker.windows":
-        windows_record(
-            process=PROCESS, windows=payload["windows"], at=datetime.fromtimestamp(payload["wall_time"], UTC)
+        signals.breaker_windows_reported.send(
+            sender=None,
+            process=PROCESS,
+            windows=payload["windows"],
+            at=datetime.fromtimestamp(payload["wall_time"], UTC),
         )
     elif kind == "config.refused":
-        event_record(source=console_source(), event={**payload, "server_name": PROCESS})
+        signals.config_refused.send(sender=None, event={**payload, "server_name": PROCESS})
     elif kind.startswith("recovery."):
-        recovery_record(source=console_source(), kind=kind, payload=payload, process=PROCESS)
+        signals.recovery_reported.send(sender=None, kind=kind, payload=payload, process=PROCESS)
     elif kind == "degradation.changed":
-        from incidents.live import outbox
-
-        outbox.publish(topic="degradation.changed", key="degradation", payload=payload)
+        signals.degradation_changed.send(sender=None, payload=payload)
 
 
 _recorder = _Recorder()
+
+
+def _record(kind: str, payload: dict) -> None:
+    """Hand a report to this process's recorder (the one of now: reset() and a fork replace it)."""
+    _recorder.record(kind, payload)
 
 
 def _forget_parent_runtime() -> None:

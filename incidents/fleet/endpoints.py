@@ -21,11 +21,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from incidents.fleet.reports import breakers_claim, config_snapshot, transition_record, windows_record
+from incidents.fleet.reports import breakers_claim, transition_record, windows_record
 from incidents.ingest.decoding import decode_json, read_body
 from incidents.ingest.endpoints import source_for_bearer_key
 from incidents.ingest.errors import IngestError
 from incidents.models import Source
+from resilience.config_snapshot import config_snapshot
 from resilience.config_watcher import config_version
 from resilience.models import BREAKER_NAME, BreakerState
 

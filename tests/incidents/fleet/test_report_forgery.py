@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from incidents import services
-from incidents.fleet.reports import config_snapshot, console_source, windows_record
+from incidents.fleet.reports import console_source, windows_record
 from incidents.models import ErrorEvent
+from resilience.config_snapshot import config_snapshot
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.api_support import patch_json
 
