@@ -151,7 +151,20 @@ def stop_console_runtime(django_db_setup):
     fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test users need no costly hashes
     with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
-        process_runtime.shutdown()
+        process_runtime.reset()
+
+
+@pytest.fixture
+def console_inline():
+    """A fresh console runtime whose reports (transitions, recovery outcomes, refused config) made on the
+    test's thread are written at once, in the test's transaction: such a test needs no transactional
+    database. Use console_threads where the reports come from other threads or processes."""
+    from resilience import process_runtime
+
+    process_runtime.reset()
+    with process_runtime.recording_inline():
+        yield process_runtime
+    process_runtime.reset()
 
 
 @pytest.fixture
@@ -160,7 +173,6 @@ def console_threads():
     writes use other connections, so such tests are transactional and wait for them at the end."""
     from resilience import process_runtime
 
-    process_runtime.shutdown()
+    process_runtime.reset()
     yield process_runtime
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
+    process_runtime.reset()  # writes the reports still queued, then stops the threads

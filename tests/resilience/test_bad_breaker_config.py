@@ -7,8 +7,9 @@ from resilience.config_watcher import config_version
 from resilience.models import Breaker
 from tests.api_support import patch_json
 
-# Saving config signals the live stream, which may start the console runtime's threads.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Saving config signals the live stream, which may start the console runtime: it records its reports in the
+# test's transaction (console_inline).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 # (change, field named, what the message says; None: the framework's own wording)
 BAD_CHANGES = [
@@ -42,7 +43,7 @@ BAD_CHANGES = [
 
 
 @pytest.fixture
-def payments(console_threads):
+def payments(console_inline):
     return Breaker.objects.create(
         name="payments-api",
         description="card payments",

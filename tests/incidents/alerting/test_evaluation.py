@@ -28,10 +28,10 @@ from resilience.runtime.state import State
 from tests.receivers import Reply
 from tests.support import native_event
 
-# Deliveries go through the console's breakers, whose threads need committed rows.
+# Deliveries go through the console's breakers, which record their reports in the test's transaction.
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("console_inline"),
 ]
 
 
@@ -329,6 +329,9 @@ def test_a_transient_failure_is_retried_with_backoff_and_every_attempt_logged(so
     assert all(n.duration_ms is not None for n in Notification.objects.exclude(status="queued"))
 
 
+@pytest.mark.django_db(
+    transaction=True, serialized_rollback=True
+)  # the incident is reported once the disabling commits
 def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(
     source, receiver_channel, receiver, digest
 ):

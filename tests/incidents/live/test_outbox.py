@@ -12,11 +12,15 @@ from django.utils import timezone
 from incidents.fleet.reports import console_source, transition_record
 from incidents.live import outbox
 from incidents.models import LiveMessage
-from resilience import process_runtime
 from resilience.config_watcher import config_version_bump
 
-# Seeded rows (the error-type catalog) must survive: transitions are classified.
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.asyncio]
+# Seeded rows (the error-type catalog) must survive: transitions are classified. Signals through the Redis
+# breaker start the console runtime: console_threads stops its threads with the test.
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("console_threads"),
+]
 
 
 @pytest_asyncio.fixture
@@ -34,13 +38,6 @@ def new_messages():
     """Messages published from now on (the restored database may hold earlier ones)."""
     last = LiveMessage.objects.order_by("id").values_list("id", flat=True).last() or 0
     return LiveMessage.objects.filter(id__gt=last).order_by("id")
-
-
-@pytest.fixture(autouse=True)
-def stopped_console_runtime():
-    """Signals through the Redis breaker start the console runtime; stop its threads with the test."""
-    yield
-    process_runtime.shutdown()
 
 
 def publish(**message):

@@ -8,8 +8,8 @@ from django.urls import reverse
 from resilience.models import Breaker, BreakerState, BreakerTransition
 from resilience.runtime.breaker import CallNotPermitted
 
-# The console's runtime writes from its own threads, which need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 CHANGELIST = reverse("admin:resilience_breaker_changelist")
 
@@ -18,12 +18,12 @@ def _refused():
     raise ConnectionError("connection refused")
 
 
-def test_force_closed_switches_the_shared_state_and_records_the_transition(admin_client, admin_user, console_threads):
+def test_force_closed_switches_the_shared_state_and_records_the_transition(admin_client, admin_user, console_inline):
     payments = Breaker.objects.create(name="payments-api", window_size=2, minimum_calls=1)
     search = Breaker.objects.create(name="search-api")
-    console_threads.breaker("payments-api").force_open(reason="maintenance")
+    console_inline.breaker("payments-api").force_open(reason="maintenance")
     with pytest.raises(CallNotPermitted):
-        console_threads.breaker("payments-api").call(lambda: "ok")
+        console_inline.breaker("payments-api").call(lambda: "ok")
 
     response = admin_client.post(
         CHANGELIST, {"action": "force_closed", "_selected_action": [payments.pk, search.pk]}, follow=True
@@ -36,12 +36,12 @@ def test_force_closed_switches_the_shared_state_and_records_the_transition(admin
         "payments-api": ("closed", "forced_closed", who),
         "search-api": ("closed", "forced_closed", who),
     }
-    breaker = console_threads.breaker("payments-api")
+    breaker = console_inline.breaker("payments-api")
     for _ in range(3):  # disabled: every call goes through, and failures open nothing
         with pytest.raises(ConnectionError):
             breaker.call(_refused)
     assert BreakerState.objects.get(name="payments-api").state == "closed"
-    console_threads.flush_reports()
+    console_inline.flush_reports()
     history = BreakerTransition.objects.order_by("at", "id").values_list(
         "breaker_name", "from_state", "to_state", "mode", "reason", "breaker"
     )
@@ -63,7 +63,7 @@ def test_force_closed_switches_the_shared_state_and_records_the_transition(admin
         ("consecutive_failures", "Failures in a row that open it whatever the rate; 0: off."),
     ],
 )
-def test_the_change_form_shows_each_fields_help(admin_client, field, help_text, console_threads):
+def test_the_change_form_shows_each_fields_help(admin_client, field, help_text, console_inline):
     breaker = Breaker.objects.create(name="payments-api")
     page = admin_client.get(reverse("admin:resilience_breaker_change", args=[breaker.pk])).content.decode()
     shown = re.search(rf'<div class="help" id="id_{field}_helptext">\s*<div>(.*?)</div>', page, re.S)

@@ -16,10 +16,10 @@ from resilience.models import Breaker, BreakerState, BreakerTransition, Degradat
 from tests.api_support import patch_json, post_json
 from tests.support import native_event
 
-# The console's runtime writes from its own threads, which need committed rows.
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("console_inline"),
 ]
 
 BREAKERS = "/api/v1/circuit-breakers/"
@@ -155,7 +155,7 @@ def test_with_the_redis_state_store_the_state_shown_is_the_one_kept_in_redis(api
     name = "reporting-api-redis-probe"  # its own key: the Redis server may be shared
     Breaker.objects.create(name=name)
     settings.RESILIENCE_STATE_STORE = "redis"
-    process_runtime.shutdown()  # saving the breaker started a runtime on the database store
+    process_runtime.reset()  # saving the breaker started a runtime on the database store
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(f"resilience:breaker:{name}")
     try:
@@ -165,7 +165,7 @@ def test_with_the_redis_state_store_the_state_shown_is_the_one_kept_in_redis(api
         assert (shown["state"], shown["mode"]) == ("open", "forced_open")
         assert not BreakerState.objects.filter(name=name).exists()  # the database store was never used
     finally:
-        process_runtime.shutdown()
+        process_runtime.reset()
         client.delete(f"resilience:breaker:{name}")
 
 

@@ -7,8 +7,8 @@ from incidents.live.outbox import newest_id
 from incidents.models import Incident, LiveMessage
 from resilience.exceptions import ApiError
 
-# The console's runtime writes from its own threads, which need committed rows.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 
 def messages_about(incident: Incident, after: int) -> list[tuple[str, str, int]]:
@@ -16,9 +16,9 @@ def messages_about(incident: Incident, after: int) -> list[tuple[str, str, int]]
     return [(row.topic, row.key, row.payload["id"]) for row in rows]
 
 
-def test_a_recovered_outcome_is_published_as_its_incident(console_threads, digest):
-    runtime = console_threads.runtime()
-    console_threads.apply_saved_config(runtime)  # the seeded data-feed-retry policy
+def test_a_recovered_outcome_is_published_as_its_incident(console_inline, digest):
+    runtime = console_inline.runtime()
+    console_inline.apply_saved_config(runtime)  # the seeded data-feed-retry policy
     attempts = []
 
     def fetch_feed():
@@ -29,7 +29,7 @@ def test_a_recovered_outcome_is_published_as_its_incident(console_threads, diges
 
     before = newest_id()
     assert runtime.recovery.execute(fetch_feed, component="data_feed") == "rows"
-    console_threads.flush_reports()
+    console_inline.flush_reports()
     digest()
 
     outcome = LiveMessage.objects.get(id__gt=before, topic="recovery.outcome")
@@ -44,9 +44,9 @@ def test_a_recovered_outcome_is_published_as_its_incident(console_threads, diges
     assert (message.source_id, message.payload["title"]) == (incident.source_id, incident.title)
 
 
-def test_a_recovery_alert_and_the_failure_after_it_are_published(console_threads, digest):
-    runtime = console_threads.runtime()
-    console_threads.apply_saved_config(runtime)  # the seeded auth-failure-alert policy
+def test_a_recovery_alert_and_the_failure_after_it_are_published(console_inline, digest):
+    runtime = console_inline.runtime()
+    console_inline.apply_saved_config(runtime)  # the seeded auth-failure-alert policy
 
     def fetch_prices():
         raise ApiError("unauthorized", status_code=401)
@@ -54,7 +54,7 @@ def test_a_recovery_alert_and_the_failure_after_it_are_published(console_threads
     before = newest_id()
     with pytest.raises(ApiError):
         runtime.recovery.execute(fetch_prices, component="prices")
-    console_threads.flush_reports()
+    console_inline.flush_reports()
     digest()
 
     published = LiveMessage.objects.filter(id__gt=before, topic__startswith="recovery.").order_by("id")

@@ -10,9 +10,10 @@ from resilience.models import Breaker
 from resilience.runtime.state import State
 from tests.support import native_event
 
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("console_inline"),
 ]
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
