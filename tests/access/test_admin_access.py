@@ -28,12 +28,9 @@ from resilience.models import Breaker, DegradationFeature, DegradationRule, Rate
 from tests.factories import firing_alert
 from tests.support import native_event
 
-# Pages that show breakers start the console runtime, whose threads use their own connections:
-# the test is transactional and waits for those threads at the end (console_threads).
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
-]
+# Pages that show breakers start the console runtime: it records its reports in the test's transaction
+# (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 ROLES = ("anonymous", "viewer", "triager", "admin", "superuser")
 RANK = {role: rank for rank, role in enumerate(ROLES)}

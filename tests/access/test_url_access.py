@@ -18,12 +18,9 @@ from tests.api_support import token_client, user_with_role
 from tests.factories import firing_alert
 from tests.support import native_event
 
-# The breaker switches record transitions from the console runtime's own threads and connections:
-# the test must be transactional, and wait for those writes at the end (console_threads).
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
-]
+# The breaker switches record transitions through the console runtime: in the test's transaction
+# (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 CREDENTIALS = ("anonymous", "ingest key", "viewer", "triager", "admin")
 RANK = {"viewer": 1, "triager": 2, "admin": 3}

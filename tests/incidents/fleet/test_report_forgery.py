@@ -15,11 +15,8 @@ from resilience.config_snapshot import config_snapshot
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.api_support import patch_json
 
-# The console's runtime writes from its own threads, which need committed rows.
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
-]
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 CONFIG = "/api/v1/resilience/config/"
 TRANSITIONS = "/api/v1/resilience/transitions/"

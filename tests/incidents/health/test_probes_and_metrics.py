@@ -250,8 +250,8 @@ def test_ingest_latency_is_observed_on_both_ways_in(client, api_as, ingest_key):
     assert metric(text, "console_ingest_latency_seconds_sum", endpoint="native") > 0
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_forced_open_breaker_shows_state_open(api_as, console_threads):
+@pytest.mark.django_db
+def test_a_forced_open_breaker_shows_state_open(api_as, console_inline):
     name = f"metrics-{uuid.uuid4().hex[:8]}"
     process_runtime.breaker(name).force_open(reason="maintenance")
     text = scrape(api_as)
