@@ -242,3 +242,8 @@ def assert_delivery_enqueued(callbacks, ids: list[int], settings) -> None:
     for callback in callbacks:
         callback()
     assert [task["args"] for task in delivery_tasks()] == [(ids,)]
+
+
+def refuse_connection():
+    """A call to a service that is down: what trips a breaker in these tests."""
+    raise ConnectionError("connection refused")

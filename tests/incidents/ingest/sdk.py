@@ -10,7 +10,12 @@ from tests.support import CapturingTransport, Sent, json_item
 
 DSN = "http://abc123@127.0.0.1:9/42"
 
-__all__ = ["DSN", "auth_header", "capture", "capture_one_event", "combined_envelope", "json_item"]
+__all__ = ["DSN", "auth_header", "capture", "capture_one_event", "combined_envelope", "json_item", "raise_timeout"]
+
+
+def raise_timeout():
+    """An action for capture(): a timeout as the SDK sees an application raise it."""
+    raise TimeoutError("read timed out after 30s")
 
 
 def capture(*actions: Callable[[], object], **options) -> list[Sent]:

@@ -14,7 +14,7 @@ from django.test import RequestFactory
 
 from incidents.ingest.decoding import CHUNK_SIZE, decode_json, read_body
 from incidents.ingest.errors import IngestError
-from tests.incidents.ingest.sdk import capture_one_event
+from tests.incidents.ingest.sdk import capture_one_event, raise_timeout
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -48,10 +48,6 @@ class EndlessStream:
         data = self.chunk[:size]
         self.bytes_read += len(data)
         return data
-
-
-def raise_timeout():
-    raise TimeoutError("read timed out after 30s")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from django.test import override_settings
 
 from incidents import services
 from incidents.models import ErrorEvent, Incident
+from tests.incidents.ingest.sdk import raise_timeout
 from tests.support import (
     FAST_PATH_PARAMS,
     FastPathClient,
@@ -50,10 +51,6 @@ def post_native(client, key, payload, **extra):
     return client.post(
         "/api/v1/events/", data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}", **extra
     )
-
-
-def raise_timeout():
-    raise TimeoutError("read timed out after 30s")
 
 
 class TestSentryEnvelope:

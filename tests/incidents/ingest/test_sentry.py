@@ -14,13 +14,17 @@ from sentry_sdk.envelope import Envelope
 from incidents.ingest.decoding import read_body
 from incidents.ingest.errors import IngestError
 from incidents.ingest.sentry import key_from_dsn, parse_auth_header, parse_envelope, parse_store
-from tests.incidents.ingest.sdk import DSN, auth_header, capture, capture_one_event, combined_envelope, json_item
+from tests.incidents.ingest.sdk import (
+    DSN,
+    auth_header,
+    capture,
+    capture_one_event,
+    combined_envelope,
+    json_item,
+    raise_timeout,
+)
 
 MIB = 1024 * 1024
-
-
-def raise_timeout():
-    raise TimeoutError("read timed out after 30s")
 
 
 def parse_error(body: bytes, max_events: int = 10) -> IngestError:

@@ -13,7 +13,7 @@ from resilience import process_runtime
 from resilience.config_watcher import config_version
 from resilience.models import Breaker, BreakerState, BreakerTransition
 from resilience.runtime.state import State
-from tests.support import wait_until
+from tests.support import refuse_connection, wait_until
 
 # The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [
@@ -117,14 +117,14 @@ def test_a_saved_config_applies_without_losing_the_window(db):
     breaker = runtime.breaker("payments-api")
     for _ in range(6):
         with pytest.raises(ConnectionError):
-            breaker.call(_refused)
+            breaker.call(refuse_connection)
     assert breaker.state == State.CLOSED  # 6 calls: under the minimum of 10
     row.minimum_calls = 5
     row.save()
     assert process_runtime.apply_saved_config(runtime) == []
     assert breaker.metrics().calls == 6  # the window survived the new config
     with pytest.raises(ConnectionError):
-        breaker.call(_refused)
+        breaker.call(refuse_connection)
     assert breaker.state == State.OPEN  # and the new minimum applies at once
 
 
@@ -156,7 +156,7 @@ def test_the_list_shows_failure_rate_and_calls_summed_over_the_processes_reporti
     for _ in range(3):
         breaker.call(lambda: "ok")
         with pytest.raises(ConnectionError):
-            breaker.call(_refused)
+            breaker.call(refuse_connection)
     process_runtime.report_windows(runtime)
     process_runtime.flush_reports()
     window = {"breaker": name, "state": "closed", "mode": "auto", "slow_calls": 1, "not_permitted": 0}
@@ -178,7 +178,7 @@ def test_a_due_half_open_happens_without_waiting_for_a_call(db):
     process_runtime.apply_saved_config(runtime)
     breaker = runtime.breaker("payments-api")
     with pytest.raises(ConnectionError):
-        breaker.call(_refused)
+        breaker.call(refuse_connection)
     assert BreakerState.objects.get(name="payments-api").state == State.OPEN
     # No call is made from here on: the console's housekeeping thread makes the move when it is due.
     assert wait_until(lambda: BreakerState.objects.get(name="payments-api").state == State.HALF_OPEN)
@@ -202,10 +202,6 @@ def test_a_recovery_alert_becomes_an_incident_of_its_error_type(digest):
     assert (alert.error_type.code, alert.severity) == ("API_AUTH", 50)  # critical, as the policy says
     failed = Incident.objects.get(source__slug="console", title__contains="failed for")
     assert failed.error_type.code == "API_AUTH"  # the error still reached the application
-
-
-def _refused():
-    raise ConnectionError("connection refused")
 
 
 def test_transitions_become_one_incident_per_breaker_and_state_with_the_breakers_error_type(digest):

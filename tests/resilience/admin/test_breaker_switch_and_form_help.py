@@ -7,15 +7,12 @@ from django.urls import reverse
 
 from resilience.models import Breaker, BreakerState, BreakerTransition
 from resilience.runtime.breaker import CallNotPermitted
+from tests.support import refuse_connection
 
 # The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 CHANGELIST = reverse("admin:resilience_breaker_changelist")
-
-
-def _refused():
-    raise ConnectionError("connection refused")
 
 
 def test_force_closed_switches_the_shared_state_and_records_the_transition(admin_client, admin_user, console_inline):
@@ -39,7 +36,7 @@ def test_force_closed_switches_the_shared_state_and_records_the_transition(admin
     breaker = console_inline.breaker("payments-api")
     for _ in range(3):  # disabled: every call goes through, and failures open nothing
         with pytest.raises(ConnectionError):
-            breaker.call(_refused)
+            breaker.call(refuse_connection)
     assert BreakerState.objects.get(name="payments-api").state == "closed"
     console_inline.flush_reports()
     history = BreakerTransition.objects.order_by("at", "id").values_list(

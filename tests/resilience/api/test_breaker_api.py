@@ -14,7 +14,7 @@ from resilience import process_runtime
 from resilience.config_watcher import config_version
 from resilience.models import Breaker, BreakerState, BreakerTransition, DegradationFeature, DegradationRule
 from tests.api_support import patch_json, post_json
-from tests.support import native_event
+from tests.support import native_event, refuse_connection
 
 # The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [
@@ -96,7 +96,7 @@ def test_an_automatic_opening_shows_when_it_lets_a_probe_through(api_as, payment
     breaker = runtime.breaker("payments-api")
     for _ in range(5):
         with pytest.raises(ConnectionError):
-            breaker.call(_refused)
+            breaker.call(refuse_connection)
 
     shown = api_as("viewer").get(BREAKERS).json()["circuit_breakers"]["payments-api"]
 
@@ -446,10 +446,6 @@ def test_an_open_critical_breaker_degrades_the_system_and_names_the_features_it_
     assert "cached-prices" in affected["price-chart"]["message"]
     assert "MINIMAL" in affected["price-chart"]["reason"]
     assert body["fallback_available"] is False  # checkout has none
-
-
-def _refused():
-    raise ConnectionError("connection refused")
 
 
 def test_the_quota_of_an_unlimited_source_is_never_limited(api_as, client, source):
