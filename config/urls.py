@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("incidents.api.urls")),
     path("api/v1/", include("incidents.api.alerting_urls")),
     path("api/v1/", include("resilience.api.urls")),
+    path("api/v1/", include("incidents.api.system_urls")),
     path("", include("incidents.health.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

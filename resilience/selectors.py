@@ -7,7 +7,6 @@ from django.db.models import IntegerField, OuterRef, Q, QuerySet, Subquery, Sum,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from incidents.models import Source
 from resilience.models import (
     CONSOLE_BREAKER_NAMES,
     CONSOLE_BREAKER_PREFIX,
@@ -36,7 +35,8 @@ def _reported_by(owner) -> Q:
     """Rows of the source whose reports count for a breaker owned by `owner` (an id or an expression):
     the console's source for the console's own breakers, else the owner. An unassigned breaker's
     (no owner) match nothing: no source's reports count until one claims it."""
-    console = Source.objects.filter(slug=CONSOLE_SOURCE_SLUG).values("pk")[:1]
+    sources = BreakerWindow._meta.get_field("source").related_model  # the incidents app's, not imported
+    console = sources.objects.filter(slug=CONSOLE_SOURCE_SLUG).values("pk")[:1]
     # Q(source_id=None) would mean IS NULL; an expression that is NULL compares as false, as wanted.
     owned = Q(pk__in=[]) if owner is None else Q(source_id=owner)
     return (_console_name() & Q(source_id=Subquery(console))) | (~_console_name() & owned)

@@ -11,11 +11,9 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from incidents.models import ErrorType, Source
 from resilience.models import Breaker, BreakerState, BreakerTransition, BreakerWindow
 from resilience.runtime.degradation import Level
 
-HEALTH_VERDICTS = ["healthy", "warning", "critical"]
 FEATURE_STATUSES = ["degraded", "unavailable"]
 
 
@@ -44,12 +42,16 @@ class CircuitBreakerStatusSerializer(serializers.Serializer):
 class BreakerConfigSerializer(serializers.ModelSerializer):
     """A breaker's config; a PATCH is checked by the model's own validation, as the admin form is."""
 
+    # Error types and sources are the incidents app's: reached through the breaker's relations, not imported.
     error_type = serializers.SlugRelatedField(
-        slug_field="code", queryset=ErrorType.objects.all(), allow_null=True, required=False
+        slug_field="code",
+        queryset=Breaker._meta.get_field("error_type").related_model.objects.all(),
+        allow_null=True,
+        required=False,
     )
     source = serializers.SlugRelatedField(
         slug_field="slug",
-        queryset=Source.objects.all(),
+        queryset=Breaker._meta.get_field("source").related_model.objects.all(),
         allow_null=True,
         required=False,
         help_text="The slug of the source whose services run it and alone may report it; null: the first source to "
@@ -189,47 +191,6 @@ class CircuitBreakerDetailSerializer(serializers.Serializer):
 class CircuitBreakerSwitchedSerializer(serializers.Serializer):
     status = serializers.CharField()
     circuit_breaker = CircuitBreakerStatusSerializer()
-    timestamp = serializers.DateTimeField()
-
-
-class RateLimitQuery(serializers.Serializer):
-    source = serializers.SlugField(help_text="The source's slug.")
-
-    def validate_source(self, slug: str) -> Source:
-        source = Source.objects.filter(slug=slug).first()
-        if source is None:
-            raise serializers.ValidationError(f"no source {slug!r}")
-        return source
-
-
-class RateLimitStatusSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    source = serializers.CharField()
-    is_rate_limited = serializers.BooleanField(help_text="True when the next event this minute would be refused.")
-    retry_after_seconds = serializers.IntegerField(
-        allow_null=True, help_text="Until the quota renews; null: not limited."
-    )
-    limit_per_minute = serializers.IntegerField(help_text="Events accepted per minute; 0: unlimited (and uncounted).")
-    used = serializers.IntegerField(help_text="Events counted this minute, refused ones included.")
-    timestamp = serializers.DateTimeField()
-
-
-class HealthMetricsSerializer(serializers.Serializer):
-    total_errors = serializers.IntegerField(help_text="Events in the last hour, every severity.")
-    critical_errors = serializers.IntegerField(help_text="Events of CRITICAL severity in the last hour.")
-    high_errors = serializers.IntegerField(help_text="Events of HIGH severity in the last hour.")
-    open_circuits = serializers.IntegerField()
-    half_open_circuits = serializers.IntegerField()
-    firing_alerts = serializers.IntegerField()
-
-
-class SystemHealthSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    health = serializers.ChoiceField(choices=HEALTH_VERDICTS)
-    metrics = HealthMetricsSerializer()
-    circuit_breakers = serializers.DictField(
-        child=CircuitBreakerStatusSerializer(), help_text="The breakers that are not closed, keyed by name."
-    )
     timestamp = serializers.DateTimeField()
 
 

@@ -1,4 +1,5 @@
-"""Reporting API routes of the resilience app: circuit breakers, rate-limit status, health, degradation."""
+"""Reporting API routes of the resilience app: circuit breakers and degradation mode
+(system health and rate-limit status: incidents/api/system_urls.py)."""
 
 from django.urls import path
 
@@ -17,7 +18,5 @@ urlpatterns = [
         )
         for segment, switch in _switches.items()
     ],
-    path("rate-limit-status/", api_views.RateLimitStatusView.as_view(), name="rate-limit-status"),
-    path("system-health/", api_views.SystemHealthView.as_view(), name="system-health"),
     path("degradation-mode/", api_views.DegradationModeView.as_view(), name="degradation-mode"),
 ]

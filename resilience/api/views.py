@@ -1,18 +1,19 @@
-"""Circuit breakers, ingest rate-limit status, system health and degradation mode for the reporting API.
+"""Circuit breakers and degradation mode for the reporting API.
 
 The shapes use the error API's envelope ("status": "success", ..., "timestamp"), extended.
 A breaker's state is the shared state every console process agrees on (BreakerState, or
 the Redis store when RESILIENCE_STATE_STORE is redis); its window figures are summed over
 the fresh reports of every process of the source that runs it (resilience.selectors). Operator switches go
 through the console runtime's breaker, as the admin's actions do. Readable by viewers;
-config changes and switches need an admin.
+config changes and switches need an admin. System health and ingest rate-limit status, which
+read the incidents side too, are incidents/api/system.py, answering in the same envelope (success).
 """
 
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, QuerySet, Subquery
+from django.db.models import QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,10 +21,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.errors import FieldError
-from incidents import selectors
-from incidents.api.statistics import parsed_query
-from incidents.ingest import quotas
-from incidents.models import Alert, Severity
 from resilience import process_runtime
 from resilience.api.serializers import (
     BreakerConfigSerializer,
@@ -32,9 +29,6 @@ from resilience.api.serializers import (
     CircuitBreakerListSerializer,
     CircuitBreakerSwitchedSerializer,
     DegradationModeSerializer,
-    RateLimitQuery,
-    RateLimitStatusSerializer,
-    SystemHealthSerializer,
 )
 from resilience.config_watcher import config_version
 from resilience.models import Breaker, BreakerState
@@ -50,7 +44,6 @@ from resilience.selectors import (
 )
 
 TRANSITIONS_SHOWN = 20
-HEALTH_WINDOW_MINUTES = 60
 NAME = OpenApiParameter(
     "name", str, OpenApiParameter.PATH, description="The breaker's name.", pattern=r"^[-a-zA-Z0-9_]+$"
 )
@@ -58,11 +51,12 @@ OPEN = BreakerState.State.OPEN
 HALF_OPEN = BreakerState.State.HALF_OPEN
 
 
-def _success(serializer_class, **fields) -> Response:
+def success(serializer_class, **fields) -> Response:
+    """The answer in the envelope of these endpoints: status "success", the fields, a timestamp."""
     return Response(serializer_class({"status": "success", **fields, "timestamp": timezone.now()}).data)
 
 
-def _no_parameters(request) -> None:
+def refuse_parameters(request) -> None:
     """Refuse query parameters: a misspelt one must not be silently ignored."""
     for name in request.query_params:
         if name != "format":
@@ -132,8 +126,8 @@ class CircuitBreakerListView(APIView):
 
     @extend_schema(operation_id="v1_circuit_breakers_list", responses=CircuitBreakerListSerializer)
     def get(self, request):
-        _no_parameters(request)
-        return _success(CircuitBreakerListSerializer, circuit_breakers=breaker_statuses())
+        refuse_parameters(request)
+        return success(CircuitBreakerListSerializer, circuit_breakers=breaker_statuses())
 
 
 class CircuitBreakerDetailView(APIView):
@@ -141,7 +135,7 @@ class CircuitBreakerDetailView(APIView):
 
     @extend_schema(parameters=[NAME], responses=CircuitBreakerDetailSerializer)
     def get(self, request, name: str):
-        _no_parameters(request)
+        refuse_parameters(request)
         return self._detail(get_object_or_404(Breaker, name=name))
 
     @extend_schema(parameters=[NAME], request=BreakerConfigSerializer, responses=CircuitBreakerDetailSerializer)
@@ -154,7 +148,7 @@ class CircuitBreakerDetailView(APIView):
         return self._detail(row)
 
     def _detail(self, row: Breaker) -> Response:
-        return _success(
+        return success(
             CircuitBreakerDetailSerializer,
             circuit_breaker=_breaker_status(row.name),
             config=row,
@@ -176,78 +170,7 @@ class CircuitBreakerSwitchView(APIView):
         note = form.validated_data.get("reason", "")
         reason = f"api: {request.user.get_username()}" + (f": {note}" if note else "")
         getattr(process_runtime.breaker(row.name), self.switch)(reason=reason)
-        return _success(CircuitBreakerSwitchedSerializer, circuit_breaker=_breaker_status(row.name))
-
-
-# Ingest quota
-
-
-class RateLimitStatusView(APIView):
-    """A source's ingest quota this minute, read from the counters ingest uses without consuming any.
-
-    is_rate_limited is true once the minute's events reach the limit: the next one would be refused.
-    """
-
-    @extend_schema(
-        parameters=[OpenApiParameter("source", str, required=True, description="The source's slug.")],
-        responses=RateLimitStatusSerializer,
-    )
-    def get(self, request):
-        source = parsed_query(request, RateLimitQuery).validated_data["source"]
-        limit = source.effective_rate_limit
-        used, retry_after = quotas.quota_usage(source_id=source.pk, limit_per_minute=limit)
-        return _success(
-            RateLimitStatusSerializer,
-            source=source.slug,
-            is_rate_limited=retry_after is not None,
-            retry_after_seconds=retry_after,
-            limit_per_minute=limit,
-            used=used,
-        )
-
-
-# Health
-
-
-class SystemHealthView(APIView):
-    """Overall health from the last hour's rollups, the breakers' shared state and the alerts.
-
-    critical: a circuit is open, an event of CRITICAL severity arrived in the last hour, or a
-    CRITICAL alert is firing. warning: otherwise, a circuit is half-open, an alert is firing, or
-    an event of HIGH severity arrived in the last hour. healthy: none of these; lower-severity
-    events are counted in total_errors but do not change the verdict. Cheap: one grouped query
-    on the minute rollups, one on the breakers, one on the alerts; raw events are never read.
-    """
-
-    @extend_schema(responses=SystemHealthSerializer)
-    def get(self, request):
-        _no_parameters(request)
-        since = selectors.window_start(HEALTH_WINDOW_MINUTES)
-        by_severity = selectors.error_counts(selectors.EventSelection(), since)["by_severity"]
-        statuses = breaker_statuses()
-        alerts = Alert.objects.filter(state=Alert.State.FIRING).aggregate(count=Count("id"), worst=Max("severity"))
-        metrics = {
-            "total_errors": sum(by_severity.values()),
-            "critical_errors": by_severity.get(Severity.CRITICAL, 0),
-            "high_errors": by_severity.get(Severity.HIGH, 0),
-            "open_circuits": sum(status["state"] == OPEN for status in statuses.values()),
-            "half_open_circuits": sum(status["state"] == HALF_OPEN for status in statuses.values()),
-            "firing_alerts": alerts["count"],
-        }
-        return _success(
-            SystemHealthSerializer,
-            health=_verdict(metrics, alerts["worst"]),
-            metrics=metrics,
-            circuit_breakers={name: status for name, status in statuses.items() if status["state"] != "closed"},
-        )
-
-
-def _verdict(metrics: dict, worst_alert: int | None) -> str:
-    if metrics["open_circuits"] or metrics["critical_errors"] or (worst_alert or 0) >= Severity.CRITICAL:
-        return "critical"
-    if metrics["half_open_circuits"] or metrics["firing_alerts"] or metrics["high_errors"]:
-        return "warning"
-    return "healthy"
+        return success(CircuitBreakerSwitchedSerializer, circuit_breaker=_breaker_status(row.name))
 
 
 # Degradation
@@ -262,14 +185,14 @@ class DegradationModeView(APIView):
 
     @extend_schema(responses=DegradationModeSerializer)
     def get(self, request):
-        _no_parameters(request)
+        refuse_parameters(request)
         target = _current_runtime()
         manager = target.degradation
         level = manager.evaluate()
         affected = [_affected(target, feature, level) for feature in manager.features]
         affected = [entry for entry in affected if entry is not None]
         open_circuits = [name for name, status in breaker_statuses().items() if status["state"] == OPEN]
-        return _success(
+        return success(
             DegradationModeSerializer,
             is_degraded=level is not Level.FULL or bool(affected),
             level=level.name,
