@@ -33,6 +33,20 @@ def ingest_key(source):
 
 
 @pytest.fixture
+def shop(db):
+    """A service's source, with its ingest key: the breakers it runs are registered under it."""
+    created, _key = services.source_create(name="Shop")
+    return created
+
+
+@pytest.fixture
+def warehouse(db):
+    """A second service's source, with its ingest key."""
+    created, _key = services.source_create(name="Warehouse")
+    return created
+
+
+@pytest.fixture
 def digest(db):
     """Run the digest in-process, as the worker's task does."""
     return digest_pending

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from incidents import services
-from incidents.models import ErrorEvent, Source
+from incidents.models import ErrorEvent
 from resilience.client import ConsoleClient, ConsoleLogHandler, configure
 from resilience.config_watcher import config_version_bump
 from resilience.models import Breaker, BreakerTransition, BreakerWindow
@@ -37,13 +37,6 @@ class Versions:
     def await_count(self, count: int, timeout: float = 15) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: len(self.seen) >= count, timeout=timeout)
-
-
-@pytest.fixture
-def shop(transactional_db) -> Source:
-    """The service's source: the breakers it runs are registered under it."""
-    source, _key = services.source_create(name="Shop")
-    return source
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
-from incidents import services
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.support import wait_until
 
@@ -27,16 +26,6 @@ TRANSITIONS = "/api/v1/resilience/transitions/"
 WINDOWS = "/api/v1/resilience/windows/"
 BREAKERS = "/api/v1/circuit-breakers/"
 ADD = reverse("admin:resilience_breaker_add")
-
-
-@pytest.fixture
-def shop(db):
-    return services.source_create(name="Shop")[0]
-
-
-@pytest.fixture
-def warehouse(db):
-    return services.source_create(name="Warehouse")[0]
 
 
 def bearer(source) -> dict:

@@ -8,7 +8,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from incidents import services
 from incidents.fleet.reports import console_source, windows_record
 from incidents.models import ErrorEvent
 from resilience.config_snapshot import config_snapshot
@@ -22,18 +21,6 @@ CONFIG = "/api/v1/resilience/config/"
 TRANSITIONS = "/api/v1/resilience/transitions/"
 WINDOWS = "/api/v1/resilience/windows/"
 BREAKERS = "/api/v1/circuit-breakers/"
-
-
-@pytest.fixture
-def shop(db):
-    source, _key = services.source_create(name="Shop")
-    return source
-
-
-@pytest.fixture
-def warehouse(db):
-    source, _key = services.source_create(name="Warehouse")
-    return source
 
 
 def key_of(source) -> str:
