@@ -14,12 +14,8 @@ from django.urls import reverse
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.support import wait_until
 
-# Reports are written by the API's own transactions (and, in the race, by other threads' connections);
-# the console runtime writes from its own threads: transactional, with a fresh runtime per test.
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.usefixtures("console_threads"),
-]
+# The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
 CONFIG = "/api/v1/resilience/config/"
 TRANSITIONS = "/api/v1/resilience/transitions/"
@@ -116,6 +112,7 @@ def test_a_refused_report_claims_nothing(client, shop):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections writing at once need PostgreSQL")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the racing threads need committed rows
 def test_two_sources_racing_for_an_unassigned_breaker_claim_it_once(shop, warehouse):
     row = Breaker.objects.create(name="payments-api")
     answers = {}
