@@ -9,12 +9,7 @@ from incidents.models import ErrorEvent, LiveMessage
 from resilience import process_runtime
 from resilience.models import BreakerTransition
 
-
-@pytest.fixture(autouse=True)
-def fresh_runtime():
-    process_runtime.reset()
-    yield
-    process_runtime.reset()
+pytestmark = pytest.mark.usefixtures("console_threads")  # a fresh runtime before and after each test
 
 
 def resilience_threads() -> set[str]:
