@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_delete, post_save
 
+from resilience.signals import config_changed
+
 
 class ResilienceConfig(AppConfig):
     name = "resilience"
@@ -16,7 +18,6 @@ class ResilienceConfig(AppConfig):
             RecoveryPolicy,
             RetryPolicy,
         )
-        from resilience.signals import config_changed
 
         # Whatever saves configuration (admin, API, shell), running processes hear of it.
         for model in (Breaker, RetryPolicy, RecoveryPolicy, RateLimitPolicy, DegradationFeature, DegradationRule):
