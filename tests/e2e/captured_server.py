@@ -21,7 +21,8 @@ from tests.support import database_url_for_processes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server or worker process the way its supervisor would: SIGTERM, then SIGKILL after 15 s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -104,7 +105,7 @@ class Web:
 
     def stop(self) -> None:
         """Stop granian and its workers; leave nothing of its process group running."""
-        _stop(self.process)
+        stop_process(self.process)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # a worker its killed main could not stop
         self.output.wait_for_the_end()

@@ -7,9 +7,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.captured_server import ROOT, _stop, free_port, process_environment, start_web
-
-__all__ = ["ROOT", "_stop"]  # also used by tests outside tests/e2e
+from tests.e2e.captured_server import ROOT, free_port, process_environment, start_web, stop_process
 
 
 class LiveConsole:
@@ -31,4 +29,4 @@ def live_console(transactional_db, settings):
         yield LiveConsole(url, env)
     finally:
         web.stop()
-        _stop(worker)
+        stop_process(worker)

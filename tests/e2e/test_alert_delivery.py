@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from incidents.alerting import services
 from incidents.models import Notification
-from tests.e2e.captured_server import ROOT, _stop
+from tests.e2e.captured_server import ROOT, stop_process
 from tests.receivers import Reply
 from tests.support import database_url_for_processes, wait_until
 
@@ -51,7 +51,7 @@ def clusters(cluster_env):
     started = [subprocess.Popen(command, cwd=ROOT, env=cluster_env, start_new_session=True) for _ in range(2)]
     yield started
     for process in started:
-        _stop(process)
+        stop_process(process)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 

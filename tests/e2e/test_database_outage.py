@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from incidents.models import ErrorEvent
-from tests.e2e.captured_server import ROOT, _stop, free_port, start_web
+from tests.e2e.captured_server import ROOT, free_port, start_web, stop_process
 from tests.e2e.private_postgres import PrivatePostgres, private_postgres  # noqa: F401 (a fixture)
 from tests.support import envelope_bytes, native_event, wait_until
 
@@ -123,7 +123,7 @@ def outage_console(private_postgres, console_database):  # noqa: F811 (the fixtu
         yield console
     finally:
         web.stop()
-        _stop(console.worker)
+        stop_process(console.worker)
 
 
 def _send(console: OutageConsole, number: int) -> Answer:

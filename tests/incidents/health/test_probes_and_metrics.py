@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from incidents import services
 from incidents.models import Alert, AlertRule, Incident, Notification, NotificationChannel, Severity
 from resilience import process_runtime
-from tests.e2e.captured_server import ROOT, _stop
+from tests.e2e.captured_server import ROOT, stop_process
 from tests.support import FastPathClient, database_url_for_processes, native_event, wait_until
 
 pytestmark = pytest.mark.django_db
@@ -149,12 +149,12 @@ def test_readyz_is_ready_while_a_real_cluster_runs_and_not_after_it_stops(client
             "status": "ready",
             "checks": {"database": "ok", "redis": redis, "workers": "ok"},
         }
-        _stop(worker)
+        stop_process(worker)
         # Its last heartbeat expires within seconds of it stopping.
         assert wait_until(lambda: client.get("/readyz").status_code == 503, timeout=15, interval=0.2)
         assert client.get("/readyz").json()["failing"] == ["workers"]
     finally:
-        _stop(worker)
+        stop_process(worker)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
 
