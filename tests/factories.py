@@ -5,13 +5,15 @@ Plain functions: each takes the few fields a test cares about and fills in the r
 
 import io
 import re
+import uuid
 from datetime import timedelta
 
 from django.core.management import call_command
 from django.utils import timezone
 
 from incidents.alerting import evaluation
-from incidents.models import Alert, AlertRule, Notification, NotificationChannel, Severity
+from incidents.live import outbox
+from incidents.models import Alert, AlertRule, ErrorType, Notification, NotificationChannel, Severity
 
 EXAMPLE_HOOK_URL = "https://hooks.example.com/ops"  # a webhook URL that no test sends anything to
 
@@ -65,3 +67,16 @@ def firing_alert(rule, *, group_key: str = "", labels: dict | None = None, sever
             response_code=200,
         )
     return alert
+
+
+def incident_published(source, title: str):
+    """A new incident of `source` and its "incident.created" live message, as the digest writes them."""
+    incident = source.incidents.create(
+        fingerprint=uuid.uuid4().hex, title=title, error_type=ErrorType.objects.get(code="NETWORK_TIMEOUT"),
+        category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
+    )  # fmt: skip
+    outbox.publish(
+        topic="incident.created", key=f"incident:{incident.pk}", payload=incident.live_payload(),
+        source_id=source.pk, incident_id=incident.pk,
+    )  # fmt: skip
+    return incident

@@ -203,24 +203,6 @@ def database_url_for_processes() -> str:
     return f"postgres://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
 
-def incident_published(source, title: str):
-    """A new incident of `source` and its "incident.created" live message, as the digest writes them."""
-    from django.utils import timezone
-
-    from incidents.live import outbox
-    from incidents.models import ErrorType
-
-    incident = source.incidents.create(
-        fingerprint=uuid.uuid4().hex, title=title, error_type=ErrorType.objects.get(code="NETWORK_TIMEOUT"),
-        category="NETWORK", severity=40, first_seen=timezone.now(), last_seen=timezone.now(),
-    )  # fmt: skip
-    outbox.publish(
-        topic="incident.created", key=f"incident:{incident.pk}", payload=incident.live_payload(),
-        source_id=source.pk, incident_id=incident.pk,
-    )  # fmt: skip
-    return incident
-
-
 def message_texts(response) -> list[str]:
     """The messages an admin page shows after an action."""
     return [str(message) for message in response.context["messages"]]

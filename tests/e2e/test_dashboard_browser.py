@@ -18,8 +18,8 @@ from incidents.live import outbox
 from incidents.models import ErrorEvent, Incident, LiveMessage, Source
 from resilience.models import Breaker
 from tests.browser_requirement import CHROMIUM, chromium_missing
-from tests.factories import source_dsn_from_command
-from tests.support import PROBES, incident_published
+from tests.factories import incident_published, source_dsn_from_command
+from tests.support import PROBES
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

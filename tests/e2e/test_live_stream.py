@@ -32,7 +32,7 @@ from incidents.live import outbox
 from incidents.models import AlertRule, ErrorType, SourceMinute
 from tests.api_support import user_with_role
 from tests.e2e.captured_server import free_port, process_environment, start_web
-from tests.support import incident_published
+from tests.factories import incident_published
 
 # The server reads the table from its own process: every row must be committed.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.live]
