@@ -1,49 +1,19 @@
 """The report endpoints answer odd input with a JSON 4xx naming the field and the limit, never a 500."""
 
 import json
-import time
 
 import pytest
 
 from incidents.models import ErrorEvent
 from resilience.models import Breaker, BreakerTransition, BreakerWindow
+from tests.incidents.fleet.payloads import TRANSITIONS, WINDOWS, transition, window
 
 pytestmark = pytest.mark.django_db
-
-TRANSITIONS = "/api/v1/resilience/transitions/"
-WINDOWS = "/api/v1/resilience/windows/"
 
 
 @pytest.fixture
 def payments(source):
     return Breaker.objects.create(name="payments-api", source=source)
-
-
-def transition(**fields) -> dict:
-    return {
-        "breaker": "payments-api",
-        "from_state": "closed",
-        "to_state": "open",
-        "mode": "auto",
-        "generation": 3,
-        "reason": "failure rate 62% >= 50%",
-        "process": "worker-1:4242",
-        "at": time.time(),
-        **fields,
-    }
-
-
-def window(**fields) -> dict:
-    return {
-        "breaker": "payments-api",
-        "state": "closed",
-        "mode": "auto",
-        "calls": 10,
-        "failures": 4,
-        "slow_calls": 1,
-        "not_permitted": 0,
-        **fields,
-    }
 
 
 def post(client, key, url, body: str | bytes, **headers):

@@ -12,15 +12,12 @@ from django.test import Client
 from django.urls import reverse
 
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
+from tests.incidents.fleet.payloads import BREAKERS, CONFIG, TRANSITIONS, WINDOWS
 from tests.support import wait_until
 
 # The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
 
-CONFIG = "/api/v1/resilience/config/"
-TRANSITIONS = "/api/v1/resilience/transitions/"
-WINDOWS = "/api/v1/resilience/windows/"
-BREAKERS = "/api/v1/circuit-breakers/"
 ADD = reverse("admin:resilience_breaker_add")
 
 

@@ -1,18 +1,15 @@
 """The endpoints remote processes use: the config snapshot and transition reports."""
 
 import json
-import time
 
 import pytest
 
 from incidents.models import ErrorEvent
 from resilience.models import Breaker, BreakerTransition, BreakerWindow
 from resilience.runtime.retry import RetryPolicy
+from tests.incidents.fleet.payloads import CONFIG, TRANSITIONS, WINDOWS, transition, window
 
 pytestmark = pytest.mark.django_db
-
-CONFIG = "/api/v1/resilience/config/"
-TRANSITIONS = "/api/v1/resilience/transitions/"
 
 
 def bearer(key) -> dict:
@@ -48,20 +45,6 @@ def test_every_endpoint_needs_an_ingest_key(client, url):
     response = client.get(url) if url == CONFIG else client.post(url, "{}", content_type="application/json")
     assert response.status_code == 401
     assert response.json()["field"] == "sentry_key"
-
-
-def transition(**fields) -> dict:
-    return {
-        "breaker": "payments-api",
-        "from_state": "closed",
-        "to_state": "open",
-        "mode": "auto",
-        "generation": 3,
-        "reason": "failure rate 62% >= 50%",
-        "process": "worker-1:4242",
-        "at": time.time(),
-        **fields,
-    }
 
 
 def post(client, key, payload):
@@ -125,22 +108,6 @@ def test_a_resent_report_is_recorded_once(client, ingest_key):
     assert post(client, ingest_key, payload).status_code == 200  # the client never heard the first answer
     assert BreakerTransition.objects.count() == 1
     assert ErrorEvent.objects.count() == 1
-
-
-WINDOWS = "/api/v1/resilience/windows/"
-
-
-def window(**fields) -> dict:
-    return {
-        "breaker": "payments-api",
-        "state": "closed",
-        "mode": "auto",
-        "calls": 10,
-        "failures": 4,
-        "slow_calls": 1,
-        "not_permitted": 0,
-        **fields,
-    }
 
 
 def post_windows(client, key, payload):

@@ -13,14 +13,10 @@ from incidents.models import ErrorEvent
 from resilience.config_snapshot import config_snapshot
 from resilience.models import Breaker, BreakerTransition, BreakerWindow, DegradationFeature
 from tests.api_support import patch_json
+from tests.incidents.fleet.payloads import BREAKERS, CONFIG, TRANSITIONS, WINDOWS
 
 # The console's runtime records its reports in the test's transaction (console_inline), as it makes them.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("console_inline")]
-
-CONFIG = "/api/v1/resilience/config/"
-TRANSITIONS = "/api/v1/resilience/transitions/"
-WINDOWS = "/api/v1/resilience/windows/"
-BREAKERS = "/api/v1/circuit-breakers/"
 
 
 def key_of(source) -> str:
