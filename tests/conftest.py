@@ -11,9 +11,15 @@ probe programs); they are the slow ones. `make test-fast` runs the suite without
 from collections.abc import Iterator
 
 import pytest
+import redis
+from django.core.cache import cache
+from django.test.utils import override_settings
 
 from incidents import services
+from incidents.ingest import endpoints, quotas
+from incidents.ingest.classification import forget_rules
 from incidents.ingest.digest import digest_pending
+from resilience import process_runtime
 from tests.factories import alert_rule, webhook_channel
 from tests.receivers import Receiver
 
@@ -103,11 +109,7 @@ def receiver_channel(receiver, settings):
 @pytest.fixture(autouse=True)
 def fresh_quotas(settings):
     """Start every test with empty ingest quotas: source ids repeat across tests."""
-    from incidents.ingest import quotas
-
     if settings.REDIS_URL:
-        import redis
-
         client = redis.Redis.from_url(settings.REDIS_URL)
         for key in client.scan_iter("quota:*"):
             client.delete(key)
@@ -119,11 +121,7 @@ def fresh_quotas(settings):
 @pytest.fixture(autouse=True)
 def fresh_throttles(settings):
     """Start every test with no API requests counted: token ids repeat across tests."""
-    from django.core.cache import cache
-
     if settings.REDIS_URL:
-        import redis
-
         client = redis.Redis.from_url(settings.REDIS_URL)
         for key in client.scan_iter("*throttle_*"):
             client.delete(key)
@@ -134,8 +132,6 @@ def fresh_throttles(settings):
 @pytest.fixture(autouse=True)
 def fresh_key_cache():
     """Forget cached ingest keys: each test makes its own sources and keys."""
-    from incidents.ingest import endpoints
-
     endpoints.forget_keys()
 
 
@@ -148,8 +144,6 @@ def no_digest_wakeups(settings):
 @pytest.fixture(autouse=True)
 def fresh_rules():
     """Forget cached classification rules: each test's database starts from the seeded ones."""
-    from incidents.ingest.classification import forget_rules
-
     forget_rules()
 
 
@@ -158,10 +152,6 @@ def stop_console_runtime(django_db_setup):
     """Keep this process's console runtime from reporting windows on its own, and stop its threads
     before the test database goes away. Its housekeeper would otherwise write window reports into
     whichever test runs when the interval is up; tests that need reports make them explicitly."""
-    from django.test.utils import override_settings
-
-    from resilience import process_runtime
-
     fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test users need no costly hashes
     with override_settings(RESILIENCE_WINDOW_REPORT_SECONDS=24 * 3600, PASSWORD_HASHERS=fast_hashing):
         yield
@@ -173,8 +163,6 @@ def console_inline():
     """A fresh console runtime whose reports (transitions, recovery outcomes, refused config) made on the
     test's thread are written at once, in the test's transaction: such a test needs no transactional
     database. Use console_threads where the reports come from other threads or processes."""
-    from resilience import process_runtime
-
     process_runtime.reset()
     with process_runtime.recording_inline():
         yield process_runtime
@@ -185,8 +173,6 @@ def console_inline():
 def console_threads():
     """A fresh console runtime for a test whose breakers report from background threads: their
     writes use other connections, so such tests are transactional and wait for them at the end."""
-    from resilience import process_runtime
-
     process_runtime.reset()
     yield process_runtime
     process_runtime.reset()  # writes the reports still queued, then stops the threads
