@@ -65,8 +65,7 @@ def main() -> None:
         elif command == "flush":
             process_runtime.flush_reports()
             answer()
-    process_runtime.flush_reports()
-    process_runtime.shutdown()
+    process_runtime.reset()  # writes the reports still queued, then stops the runtime's threads
 
 
 if __name__ == "__main__":
