@@ -9,6 +9,6 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from access import schema  # noqa: F401  (registers the token scheme with drf-spectacular)
-        from access.groups import sync_role_groups
+        from access.groups import sync_role_groups  # imports the auth models: not before the apps are loaded
 
         post_migrate.connect(sync_role_groups, sender=self, dispatch_uid="access.sync_role_groups")

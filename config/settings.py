@@ -150,7 +150,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # A group member that stopped without leaving (a killed process) is dropped after 15
             # minutes, not the default day: every signal is sent to every member. Members rejoin
-            # every 5 minutes (incidents/consumers.py).
+            # every 5 minutes (incidents/live/consumers.py).
             "CONFIG": {"hosts": [REDIS_URL], "group_expiry": 900},
         }
     }
@@ -230,7 +230,7 @@ INGEST_MAX_COMPRESSED_BYTES = env_int("INGEST_MAX_COMPRESSED_BYTES", 1024 * 1024
 INGEST_MAX_DECOMPRESSED_BYTES = env_int("INGEST_MAX_DECOMPRESSED_BYTES", 20 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH_EVENTS = env_int("INGEST_MAX_BATCH_EVENTS", 500, minimum=1)
 INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
-# Ask for the digest after storing events (services.digest_request); tests that digest in-process turn it off.
+# Ask for the digest after storing events (incidents.ingest.pipeline.digest_request); tests that digest in-process turn it off.
 INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 # How often each process reads the resilience config version (seconds); Redis, when set, wakes it sooner.
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)

@@ -14,7 +14,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from incidents.ingest.pipeline import events_store  # noqa: F401  moved there; incidents/fleet/reports.py still calls services.events_store
 from incidents.live import outbox
 from incidents.models import Incident, IncidentActivity, IngestKey, Source
 

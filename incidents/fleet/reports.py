@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from incidents import services
+from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.live import outbox
 from incidents.models import Source
@@ -112,7 +113,7 @@ def transition_record(
     event = _transition_event(breaker_name, breaker, from_state, to_state, mode, reason, process, at)
     event["event_id"] = uuid.uuid5(_TRANSITION_EVENTS, f"{breaker_name}|{process}|{generation}")
     error_type = breaker.error_type.code if breaker and breaker.error_type else None
-    services.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
+    pipeline.events_store(source=source, events=[event], received_at=timezone.now(), error_type=error_type)
     return row
 
 
@@ -169,7 +170,7 @@ def recovery_record(*, source: Source, kind: str, payload: dict, process: str) -
 def event_record(*, source: Source, event: dict, error_type: str | None = None) -> None:
     """Store one native runtime report as an event of `source`, classified as `error_type` when given."""
     received_at = timezone.now()
-    services.events_store(
+    pipeline.events_store(
         source=source,
         events=[normalize_native_event(event, received_at=received_at)],
         received_at=received_at,

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 
+from resilience.process_runtime import REDIS_BREAKER, breaker
+
 WINDOW_SECONDS = 60
 
 
@@ -75,8 +77,6 @@ class _RedisCounter:
             return True
 
     def add(self, key: str, amount: int, window: int) -> int:
-        from resilience.process_runtime import REDIS_BREAKER, breaker
-
         try:
             return breaker(REDIS_BREAKER).call(self._add_shared, key, amount, window)
         except SynchronousOnlyOperation:

@@ -63,7 +63,7 @@ TRANSITIONS_PATH = "/api/v1/resilience/transitions/"
 WINDOWS_PATH = "/api/v1/resilience/windows/"
 EVENTS_PATH = "/api/v1/events/"
 
-# The console's per-request limits (resilience/api.py, INGEST_MAX_BATCH_EVENTS, INGEST_MAX_COMPRESSED_BYTES).
+# The console's per-request limits (incidents/fleet/endpoints.py, INGEST_MAX_BATCH_EVENTS, INGEST_MAX_COMPRESSED_BYTES).
 MAX_TRANSITIONS_PER_REQUEST = 100
 MAX_EVENTS_PER_REQUEST = 500
 MAX_EVENTS_BODY_BYTES = 900 * 1024  # under the 1 MiB compressed limit, with room for headers
