@@ -9,7 +9,6 @@ thread every RESILIENCE_STATE_POLL_SECONDS.
 
 import logging
 import threading
-import weakref
 from dataclasses import fields
 
 from django.conf import settings
@@ -18,6 +17,7 @@ from django.db.models import Case, F, Value, When
 
 from resilience.models import BreakerState
 from resilience.runtime.state import Mode, SharedState, State, StateCallback, state_for_mode
+from resilience.stores.subscribers import Subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ class DatabaseStateStore:
     def __init__(self, *, poll_seconds: float | None = None):
         self.poll_seconds = settings.RESILIENCE_STATE_POLL_SECONDS if poll_seconds is None else poll_seconds
         self._lock = threading.Lock()
-        self._subscribers: dict[str, list] = {}
-        self._seen_generation: dict[str, int] = {}
+        self._subscribers = Subscribers()
         self._poller: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -54,7 +53,7 @@ class DatabaseStateStore:
         if not updated and expected_generation == 0:
             updated = self._create(name, new)
         if updated:
-            self._notify(name, new)
+            self._subscribers.notify(name, new)
         return bool(updated)
 
     @staticmethod
@@ -90,14 +89,12 @@ class DatabaseStateStore:
             before = _shared(row)
             after = state_for_mode(before, mode, now_ms, reason)
             BreakerState.objects.filter(name=name).update(**_columns(after))
-        self._notify(name, after)
+        self._subscribers.notify(name, after)
         return before, after
 
     def subscribe(self, name: str, callback: StateCallback) -> None:
-        # Bound methods are held weakly so the store does not keep dropped breakers alive.
-        reference = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+        self._subscribers.add(name, callback)
         with self._lock:
-            self._subscribers.setdefault(name, []).append(reference)
             if self._poller is None:
                 self._poller = threading.Thread(target=self._poll, name="breaker-state-poller", daemon=True)
                 self._poller.start()
@@ -108,24 +105,9 @@ class DatabaseStateStore:
         if self._poller is not None:
             self._poller.join(5)
 
-    def _notify(self, name: str, new: SharedState) -> None:
-        with self._lock:
-            if new.generation <= self._seen_generation.get(name, -1):
-                return  # already delivered, by this process's own change or an earlier poll
-            self._seen_generation[name] = new.generation
-            references = list(self._subscribers.get(name, ()))
-        for reference in references:
-            callback = reference()
-            if callback is not None:
-                try:
-                    callback(new)
-                except Exception:
-                    logger.exception("breaker state callback failed for %s", name)
-
     def _poll(self) -> None:
         while not self._stopped.wait(self.poll_seconds):
-            with self._lock:
-                names = list(self._subscribers)
+            names = self._subscribers.names()
             try:
                 rows = list(BreakerState.objects.filter(name__in=names).values("name", *_FIELDS))
             except Exception:
@@ -135,4 +117,4 @@ class DatabaseStateStore:
                 connection.close()  # back to the pool between polls
             for row in rows:
                 name = row.pop("name")
-                self._notify(name, _shared(row))
+                self._subscribers.notify(name, _shared(row))

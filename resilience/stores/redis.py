@@ -11,10 +11,10 @@ path of a breaker never calls the store, so it makes no network round trip.
 import logging
 import threading
 import time
-import weakref
 from dataclasses import fields
 
 from resilience.runtime.state import Mode, SharedState, State, StateCallback, state_for_mode
+from resilience.stores.subscribers import Subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ class RedisStateStore:
         self._acquire = client.register_script(_ACQUIRE_PERMIT)
         self._record = client.register_script(_RECORD_PROBE)
         self._lock = threading.Lock()
-        self._subscribers: dict[str, list] = {}
-        self._seen_generation: dict[str, int] = {}
+        self._subscribers = Subscribers()
         self._listener: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -106,7 +105,7 @@ class RedisStateStore:
         args = [expected_generation, self.channel, name, *_pairs(new)]
         landed = bool(self._compare_and_set(keys=[self._key(name)], args=args))
         if landed:
-            self._notify(name, new)
+            self._subscribers.notify(name, new)
         return landed
 
     def acquire_half_open_permit(self, name: str, generation: int, limit: int) -> bool:
@@ -125,9 +124,8 @@ class RedisStateStore:
                 return before, after
 
     def subscribe(self, name: str, callback: StateCallback) -> None:
-        reference = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+        self._subscribers.add(name, callback)
         with self._lock:
-            self._subscribers.setdefault(name, []).append(reference)
             if self._listener is None:
                 self._listener = threading.Thread(target=self._listen, name="breaker-state-listener", daemon=True)
                 self._listener.start()
@@ -138,25 +136,10 @@ class RedisStateStore:
             self._listener.join(5)
 
     def _catch_up(self) -> float:
-        with self._lock:
-            names = list(self._subscribers)
+        names = self._subscribers.names()
         for name in names:
-            self._notify(name, self.read(name))
+            self._subscribers.notify(name, self.read(name))
         return time.monotonic()
-
-    def _notify(self, name: str, new: SharedState) -> None:
-        with self._lock:
-            if new.generation <= self._seen_generation.get(name, -1):
-                return  # already delivered: this process's own change comes back as a message too
-            self._seen_generation[name] = new.generation
-            references = list(self._subscribers.get(name, ()))
-        for reference in references:
-            callback = reference()
-            if callback is not None:
-                try:
-                    callback(new)
-                except Exception:
-                    logger.exception("breaker state callback failed for %s", name)
 
     def _listen(self) -> None:
         """Deliver other processes' transitions; reconnect after Redis errors.
@@ -174,7 +157,7 @@ class RedisStateStore:
                     if message and message["type"] == "message":
                         name = message["data"].decode()
                         if name in self._subscribers:
-                            self._notify(name, self.read(name))
+                            self._subscribers.notify(name, self.read(name))
                     if time.monotonic() - caught_up_at > CATCH_UP_SECONDS:
                         caught_up_at = self._catch_up()
                 subscription.close()
