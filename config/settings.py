@@ -230,7 +230,7 @@ INGEST_MAX_COMPRESSED_BYTES = env_int("INGEST_MAX_COMPRESSED_BYTES", 1024 * 1024
 INGEST_MAX_DECOMPRESSED_BYTES = env_int("INGEST_MAX_DECOMPRESSED_BYTES", 20 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH_EVENTS = env_int("INGEST_MAX_BATCH_EVENTS", 500, minimum=1)
 INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("INGEST_DEFAULT_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
-# Ask for the digest after storing events (incidents.ingest.pipeline.digest_request); tests that digest in-process turn it off.
+# Ask for the digest after storing events (ingest.pipeline.digest_request); tests digesting in-process turn it off.
 INGEST_WAKE_DIGEST = env_bool("INGEST_WAKE_DIGEST", True)
 # How often each process reads the resilience config version (seconds); Redis, when set, wakes it sooner.
 RESILIENCE_CONFIG_POLL_SECONDS = env_float("RESILIENCE_CONFIG_POLL_SECONDS", 0.25, minimum=0.01)

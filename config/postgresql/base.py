@@ -44,7 +44,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
         def check(connection) -> None:
             if not _has_input(connection):
-                return  # alive as far as the kernel knows; an insert that still fails is retried (incidents/ingest/storage.py)
+                return  # alive as far as the kernel knows; a failing insert is retried (incidents/ingest/storage.py)
             try:
                 ConnectionPool.check_connection(connection)
             except Exception:
