@@ -2,7 +2,7 @@
 
 `make run` (runconsole), the README's production recipe, the tests and the benchmarks all start
 the same command, built here. granian's workers serve ingest, the API, admin, static files and
-websockets alike; the ingest fast path runs on each worker's event loop (incidents/api/asgi_limits.py).
+websockets alike; the ingest fast path runs on each worker's event loop (incidents/ingest/asgi.py).
 granian bounds how long request headers may take (--http1-header-read-timeout); the body's deadline
 is the ASGI middleware's, which reads every body itself.
 """

@@ -251,7 +251,7 @@ NOTIFICATION_LEASE_SECONDS = env_float("NOTIFICATION_LEASE_SECONDS", 60.0, minim
 # Extra key names whose values are scrubbed, on top of the built-in list.
 SCRUB_EXTRA_KEYS = env_list("SCRUB_EXTRA_KEYS", [])
 
-# Notification transports (incidents/transports)
+# Notification transports (incidents/alerting/transports)
 # Which class delivers each channel kind, by dotted path; replace one to customise a kind.
 NOTIFICATION_TRANSPORTS = {
     "webhook": "incidents.alerting.transports.webhook.WebhookTransport",

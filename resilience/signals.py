@@ -5,7 +5,8 @@ its AppConfig (incidents/fleet/receivers.py) and turns the reports into history 
 of the console's own source and live messages. Each signal is sent with `sender=None` on the
 thread, and inside the transaction, where the report is written today: the recorder thread of
 resilience.process_runtime for the runtime's reports, the saving transaction for config_changed.
-Receivers raise on failure; the sender logs it.
+Receivers raise on failure. The recorder thread logs a failed report and goes on; a failure of a
+config_changed receiver fails the save, as a failed live message did before.
 """
 
 from django.dispatch import Signal

@@ -190,7 +190,7 @@ def _report_disabled(channel_name: str, error: str) -> None:
     event = {
         "message": f"notification channel {channel_name} disabled after repeated permanent failures: {error}",
         "level": "error",
-        "logger": "incidents.alerting.delivery",
+        "logger": "incidents.delivery",
         "tags": {"channel": channel_name},
         "fingerprint": ["notification-channel-disabled", channel_name],
     }

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from incidents.fleet.reports import breakers_claim, transition_record, windows_record
-from incidents.ingest.decoding import decode_json, read_body
+from incidents.ingest.decoding import MAX_REPORT_BODY_BYTES, decode_json, read_body
 from incidents.ingest.endpoints import source_for_bearer_key
 from incidents.ingest.errors import IngestError
 from incidents.models import Source
@@ -34,7 +34,6 @@ MAX_TRANSITIONS = 100
 MAX_WINDOWS = 1000
 MAX_COUNT = 2**31 - 1
 MAX_GENERATION = 2**63 - 1  # a bigint column
-MAX_BODY_BYTES = 256 * 1024
 _STATES = sorted(BreakerState.State.values)
 _MODES = sorted(BreakerState.Mode.values)
 
@@ -86,8 +85,8 @@ def _body(request: HttpRequest) -> bytes:
         request,
         content_length=int(length) if length and length.isdigit() else None,
         content_encoding=request.headers.get("Content-Encoding"),
-        max_compressed=MAX_BODY_BYTES,
-        max_decompressed=MAX_BODY_BYTES,
+        max_compressed=MAX_REPORT_BODY_BYTES,
+        max_decompressed=MAX_REPORT_BODY_BYTES,
     )
 
 

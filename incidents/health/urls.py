@@ -2,11 +2,10 @@
 
 from django.urls import path
 
-from incidents.health import metrics
-from incidents.health import probes as health
+from incidents.health import metrics, probes
 
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
 ]

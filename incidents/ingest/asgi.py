@@ -29,8 +29,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import SynchronousOnlyOperation
 
-from incidents.fleet import endpoints
-from incidents.ingest.decoding import body_too_long, check_declared_length
+from incidents.ingest.decoding import MAX_REPORT_BODY_BYTES, body_too_long, check_declared_length
 from incidents.ingest.endpoints import IngestRequest, authenticate_headers, error_response, ingest_async
 from incidents.ingest.errors import IngestError
 
@@ -66,7 +65,7 @@ def _guard_for(scope: dict) -> _Guard:
     if post and path in _BEARER_PATHS:
         if path == _NATIVE_EVENTS_PATH:
             return _Guard("native", None, settings.INGEST_MAX_COMPRESSED_BYTES, True)
-        return _Guard("native", None, endpoints.MAX_BODY_BYTES)  # the native endpoint's Bearer check
+        return _Guard("native", None, MAX_REPORT_BODY_BYTES)  # the native endpoint's Bearer check
     # Everything else is a form or a JSON API call, which Django refuses over this size anyway.
     return _Guard(None, None, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 

@@ -17,6 +17,8 @@ CHUNK_SIZE = 64 * 1024
 OUTPUT_STEP = 256 * 1024
 # What read_body callers pass by default (config.settings.INGEST_MAX_DECOMPRESSED_BYTES).
 DEFAULT_MAX_DECOMPRESSED = 20 * 1024 * 1024
+# Runtime reports and config pulls (incidents/fleet/endpoints.py) are small JSON, compressed or not.
+MAX_REPORT_BODY_BYTES = 256 * 1024
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _ZLIB_WBITS = zlib.MAX_WBITS

@@ -3,20 +3,20 @@
 
 from django.urls import path
 
-from resilience.api import views as api_views
+from resilience.api import views
 
 _switches = {"force-open": "force_open", "force-closed": "force_closed", "reset": "reset", "auto": "set_auto"}
 
 urlpatterns = [
-    path("circuit-breakers/", api_views.CircuitBreakerListView.as_view(), name="circuit-breaker-list"),
-    path("circuit-breakers/<str:name>/", api_views.CircuitBreakerDetailView.as_view(), name="circuit-breaker-detail"),
+    path("circuit-breakers/", views.CircuitBreakerListView.as_view(), name="circuit-breaker-list"),
+    path("circuit-breakers/<str:name>/", views.CircuitBreakerDetailView.as_view(), name="circuit-breaker-detail"),
     *[
         path(
             f"circuit-breakers/<str:name>/{segment}/",
-            api_views.CircuitBreakerSwitchView.as_view(switch=switch),
+            views.CircuitBreakerSwitchView.as_view(switch=switch),
             name=f"circuit-breaker-{segment}",
         )
         for segment, switch in _switches.items()
     ],
-    path("degradation-mode/", api_views.DegradationModeView.as_view(), name="degradation-mode"),
+    path("degradation-mode/", views.DegradationModeView.as_view(), name="degradation-mode"),
 ]

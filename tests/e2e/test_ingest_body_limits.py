@@ -1,7 +1,7 @@
 """Request bodies against the real web server: keys and limits are checked while the body arrives, not after.
 
 The server is the console's one, granian's ASGI interface on config.asgi, where the ASGI middleware
-(incidents/api/asgi_limits.py) reads every body, chunked ones too, as granian hands it over.
+(incidents/ingest/asgi.py) reads every body, chunked ones too, as granian hands it over.
 A client declares (or streams) a body far bigger than the limit and writes until the server stops it;
 the server must answer, and stop taking bytes, long before the client has sent it all.
 """

@@ -3,7 +3,7 @@ off, and one client cannot hold more than LIVE_MAX_SOCKETS_PER_CLIENT live webso
 
 The server is granian's ASGI interface on config.asgi. Request headers are granian's to bound
 (--http1-header-read-timeout, from HTTP_HEADER_TIMEOUT_SECONDS): it closes the connection without
-an answer. Bodies are the ASGI middleware's (incidents/api/asgi_limits.py), which reads every HTTP
+an answer. Bodies are the ASGI middleware's (incidents/ingest/asgi.py), which reads every HTTP
 body: one not complete within HTTP_BODY_TIMEOUT_SECONDS is answered 408 and the connection closed.
 A connection that never sends a byte is not bounded by granian (its header timeout starts with a
 request's first byte, or with the end of the previous response): that is a proxy's to limit.

@@ -9,7 +9,7 @@ from django.utils import timezone
 from incidents import services, tasks
 from incidents.alerting import delivery, evaluation
 from incidents.alerting import services as alerting_services
-from incidents.alerting import values as alert_values
+from incidents.alerting.values import Rollups, measure
 from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
@@ -255,7 +255,7 @@ def test_a_ratio_rule_compares_a_selection_with_all_of_the_sources_events(source
     store(source, 9, level="warning")
     store(source, 1, level="fatal")
     digest_and_evaluate()
-    [measured] = alert_values.measure(AlertRule.objects.get(name="high share"), alert_values.Rollups(timezone.now()))
+    [measured] = measure(AlertRule.objects.get(name="high share"), Rollups(timezone.now()))
     assert measured.value == pytest.approx(10.0)
     assert not Alert.objects.exists()  # 10 % is not above 10 %
     store(source, 1, level="fatal")
@@ -340,7 +340,7 @@ def test_a_channel_failing_permanently_is_disabled_and_says_so_as_an_incident(
         delivery.deliver([alerting_services.channel_test(channel=receiver_channel, by="user:ops").pk])
     receiver_channel.refresh_from_db()
     assert not receiver_channel.enabled and "404" in receiver_channel.last_error and receiver_channel.disabled_reason
-    assert ErrorEvent.objects.filter(logger="incidents.alerting.delivery", tags__channel="ops-hook").exists()
+    assert ErrorEvent.objects.filter(logger="incidents.delivery", tags__channel="ops-hook").exists()
 
 
 def test_a_private_address_is_refused_unless_allow_listed(source, receiver, settings):

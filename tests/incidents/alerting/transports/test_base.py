@@ -131,8 +131,10 @@ def test_every_kind_describes_its_config_for_the_admin_form():
 
 def test_every_kind_has_its_transport():
     assert NotificationChannel.Kind.values == list(DEFAULT_TRANSPORTS)
-    for kind in NotificationChannel.Kind.values:
-        assert transport_class(kind).kind == kind
+    for kind, label in NotificationChannel.Kind.choices:
+        transport = transport_class(kind)
+        assert transport.kind == kind
+        assert label.startswith(transport.label.split()[0])  # admin's kind names the transport it picks
 
 
 def test_the_settings_list_the_default_transports(settings):
