@@ -148,34 +148,26 @@ def reset() -> None:
     """Forget this process's runtime: write the reports queued so far, stop its threads (watcher,
     housekeeper, recorder) and start again from nothing on next use (tests)."""
     global _recorder
-    _stop_threads()  # first: they make reports
-    _recorder.stop()  # then write what is queued, while the runtime (its Redis breaker) still exists
+    _recorder.stop()  # first: writing a report may use the runtime (the Redis breaker), starting one
     _recorder = _Recorder()
     shutdown()
 
 
 def shutdown() -> None:
     """Stop this process's watcher and housekeeper threads and forget its runtime (the recorder goes on)."""
-    global _runtime
-    _stop_threads()
+    global _runtime, _watcher, _housekeeper
     with _lock:
+        if _watcher is not None:
+            _watcher.stop()
+        if _housekeeper is not None:
+            _housekeeper.stop()
         if _runtime is not None:
             store = _runtime.breakers.store
             if hasattr(store, "close"):
                 store.close()
             set_runtime(None)
         _reported_refusals.clear()
-        _runtime = None
-
-
-def _stop_threads() -> None:
-    global _watcher, _housekeeper
-    with _lock:
-        if _watcher is not None:
-            _watcher.stop()
-        if _housekeeper is not None:
-            _housekeeper.stop()
-        _watcher = _housekeeper = None
+        _runtime = _watcher = _housekeeper = None
 
 
 def _make_store():
