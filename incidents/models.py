@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -41,6 +41,10 @@ class Level(models.TextChoices):
     DEBUG = "debug"
 
 
+# The longest anything is kept: ten years.
+MAX_RETENTION_DAYS = 3650
+
+
 class Source(models.Model):
     """An application (a Sentry "project") that reports events."""
 
@@ -62,6 +66,12 @@ class Source(models.Model):
         null=True, blank=True, help_text="Last post to the heartbeat URL: a dead man's switch for jobs."
     )
     last_event_at = models.DateTimeField(null=True, blank=True, help_text="Newest event digested.")
+    event_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="Days this source's events are kept; empty uses the retention policy's default.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -367,7 +377,8 @@ class ErrorEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_unique_per_source")]
+        # No unique (source, event_id): on PostgreSQL the table is partitioned by received_at, and a
+        # unique constraint there must include it. EventReceipt keeps event_id idempotent instead.
         indexes = [
             models.Index(fields=["incident", "-received_at", "-id"], name="event_incident_time"),
             models.Index(fields=["-received_at", "-id"], name="event_received"),
@@ -377,6 +388,23 @@ class ErrorEvent(models.Model):
 
     def __str__(self) -> str:
         return str(self.event_id)
+
+
+class EventReceipt(models.Model):
+    """An event_id a source has sent, kept as long as the source's events: a repeat within it is a retry.
+
+    The event table cannot be unique on (source, event_id) once partitioned by time, so ingest
+    inserts here first (ON CONFLICT DO NOTHING) and stores only the events whose receipt is new,
+    in the same statement.
+    """
+
+    pk = models.CompositePrimaryKey("source", "event_id")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_id = models.UUIDField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], name="event_receipt_received")]
 
 
 class IncidentMinute(models.Model):
@@ -425,6 +453,32 @@ class SourceMinute(models.Model):
             models.Index(fields=["minute"], name="source_minute_time"),
             models.Index(fields=["source", "minute"], name="source_minute_source_time"),
         ]
+
+
+class SourceHour(models.Model):
+    """Events per source, error type, severity and environment per hour: long charts and totals.
+
+    Kept longer than the minute rollups, so charts over weeks and the ingested-events counter do
+    not change when minute detail expires; rows past the hour retention are folded into one row per
+    key at FOLDED_HOUR, so totals stay whole.
+    """
+
+    FOLDED_HOUR = datetime(1970, 1, 1, tzinfo=UTC)
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    error_type = models.ForeignKey(ErrorType, on_delete=models.CASCADE, related_name="+")
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    environment = models.CharField(max_length=64, blank=True)
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "error_type", "severity", "environment", "hour"], name="source_hour_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="source_hour_time")]
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -684,6 +738,13 @@ class AlertRule(models.Model):
         errors: dict[str, str] = {}
         if self.window_minutes is not None and not 1 <= self.window_minutes <= MAX_WINDOW_MINUTES:
             errors["window_minutes"] = f"must be from 1 to {MAX_WINDOW_MINUTES} minutes (90 days)"
+        elif self.window_minutes is not None and self.enabled:
+            kept = RetentionPolicy.current().minute_rollup_days
+            if self.window_minutes > kept * 1440:
+                errors["window_minutes"] = (
+                    f"must be at most {kept * 1440} minutes: minute rollups, which windows read, are kept "
+                    f"{kept} days (retention policy)"
+                )
         warning, critical, resolve = self.warning_threshold, self.critical_threshold, self.resolve_threshold
         if self.target in ("events", "breakers") and warning is None and critical is None:
             errors["warning_threshold"] = "set a warning or a critical threshold (or both)"
@@ -922,3 +983,161 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.channel} (attempt {self.attempt})"
+
+
+class RetentionPolicy(models.Model):
+    """How long the console keeps each kind of data: one row, edited in admin, read by every purge."""
+
+    event_days = models.PositiveIntegerField(default=30, help_text="Days events are kept, unless a source says.")
+    events_per_incident = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=10_000,
+        help_text="Events stored per incident at most: the newest ones, plus the first few; empty keeps all. "
+        "The incident's counts stay the totals seen.",
+    )
+    first_events_per_incident = models.PositiveIntegerField(
+        default=5, help_text="How many of an incident's first events the cap keeps, so its page shows how it began."
+    )
+    minute_rollup_days = models.PositiveIntegerField(
+        default=14, help_text="Days per-minute counts are kept: alert rule windows and day charts read them."
+    )
+    hour_rollup_days = models.PositiveIntegerField(
+        default=400, help_text="Days per-hour counts are kept: charts over weeks read them."
+    )
+    notification_days = models.PositiveIntegerField(
+        default=90, help_text="Days finished notification attempts are kept (waiting ones are never purged)."
+    )
+    timeline_days = models.PositiveIntegerField(default=365, help_text="Days incident timeline entries are kept.")
+    transition_days = models.PositiveIntegerField(default=90, help_text="Days breaker transitions are kept.")
+    window_report_days = models.PositiveIntegerField(
+        default=7, help_text="Days a process's last breaker window report is kept after it stops reporting."
+    )
+    delete_expired_incidents = models.BooleanField(
+        default=False,
+        help_text="Delete incidents with no stored event left that are resolved and have seen no event for "
+        "longer than their event retention, with their rollups and timeline.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Limits a value must keep, and why (said in the error naming the field).
+    DAY_FIELDS = (
+        "event_days",
+        "minute_rollup_days",
+        "hour_rollup_days",
+        "notification_days",
+        "timeline_days",
+        "transition_days",
+        "window_report_days",
+    )
+    MIN_MINUTE_ROLLUP_DAYS = 2  # windows up to a day read minute rollups, and the digest writes the last minutes
+    MIN_HOUR_ROLLUP_DAYS = MAX_WINDOW_MINUTES // 1440  # the longest chart or summary window reads hour rollups
+    MIN_EVENTS_PER_INCIDENT = 10
+
+    class Meta:
+        verbose_name = "retention policy"
+        verbose_name_plural = "retention policy"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="retention_policy_single_row")]
+
+    def __str__(self) -> str:
+        return "Retention policy"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1  # one policy: whatever form or API call saves it, it is this row
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def current(cls) -> "RetentionPolicy":
+        """The policy in force (its defaults, if the row is gone)."""
+        return cls.objects.filter(pk=1).first() or cls()
+
+    def clean(self) -> None:
+        """Every period from one day to ten years, minute rollups within what alert rules read and below hours."""
+        errors: dict[str, str] = {}
+        for name in self.DAY_FIELDS:
+            value = getattr(self, name)
+            if value is None or not 1 <= value <= MAX_RETENTION_DAYS:
+                errors[name] = f"must be from 1 to {MAX_RETENTION_DAYS} days"
+        errors.update(self._rollup_errors(errors))
+        if self.events_per_incident is not None and self.events_per_incident < self.MIN_EVENTS_PER_INCIDENT:
+            errors["events_per_incident"] = f"must be at least {self.MIN_EVENTS_PER_INCIDENT} (or empty: no cap)"
+        first = self.first_events_per_incident
+        if first is None or not 0 <= first <= 100:
+            errors["first_events_per_incident"] = "must be from 0 to 100"
+        elif self.events_per_incident is not None and first >= self.events_per_incident:
+            errors["first_events_per_incident"] = f"must be below the cap of {self.events_per_incident} events"
+        if errors:
+            raise ValidationError(errors)
+
+    def _rollup_errors(self, errors: dict) -> dict[str, str]:
+        minutes, hours = self.minute_rollup_days, self.hour_rollup_days
+        found: dict[str, str] = {}
+        if "minute_rollup_days" not in errors:
+            longest = self.longest_rule_window_days()
+            floor = max(self.MIN_MINUTE_ROLLUP_DAYS, longest)
+            if minutes < floor:
+                why = (
+                    f"an alert rule's window covers {longest} days"
+                    if longest > self.MIN_MINUTE_ROLLUP_DAYS
+                    else ("day-long windows read them")
+                )
+                found["minute_rollup_days"] = f"must be at least {floor} days: {why}"
+        if "hour_rollup_days" not in errors:
+            if hours < self.MIN_HOUR_ROLLUP_DAYS:
+                found["hour_rollup_days"] = (
+                    f"must be at least {self.MIN_HOUR_ROLLUP_DAYS} days: charts and summaries cover up to 90 days"
+                )
+            elif "minute_rollup_days" not in errors and "minute_rollup_days" not in found and hours <= minutes:
+                found["hour_rollup_days"] = f"must be longer than the minute rollups' {minutes} days"
+        return found
+
+    @staticmethod
+    def longest_rule_window_days() -> int:
+        """Whole days of minute rollups the longest enabled alert rule window reads."""
+        longest = AlertRule.objects.filter(enabled=True).aggregate(m=models.Max("window_minutes"))["m"] or 0
+        return -(-longest // 1440)
+
+    def event_days_for(self, source: Source) -> int:
+        return source.event_retention_days or self.event_days
+
+
+class PurgeRun(models.Model):
+    """One application of the retention policy: when, by whom, what it removed and how long it took.
+
+    A run is claimed by inserting a running row: at most one can exist (a partial unique
+    constraint), so the schedule and an operator's `manage.py purge` never purge side by side.
+    A run whose heartbeat stopped (its process died) is marked interrupted by the next one.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        FINISHED = "finished"
+        INTERRUPTED = "interrupted"
+        FAILED = "failed"
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    trigger = models.CharField(max_length=16, help_text="schedule or command")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    removed = models.JSONField(default=dict, blank=True, help_text="Rows removed per policy step.")
+    partitions_dropped = models.PositiveIntegerField(default=0)
+    bytes_freed = models.PositiveBigIntegerField(default=0, help_text="Estimated from the sizes of what went.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="purge_run_one_at_a_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"purge of {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None
+
+    @property
+    def rows_removed(self) -> int:
+        return sum(self.removed.values())
