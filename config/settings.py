@@ -287,6 +287,13 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
 
+# Retention (the periods themselves are the RetentionPolicy, edited in admin): rows per purge batch,
+# each its own short transaction; a rest between batches, so a purge leaves the database to ingest;
+# and how long one scheduled run may take before it leaves the rest to the next (every 10 minutes).
+RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=1)
+RETENTION_BATCH_PAUSE_SECONDS = env_float("RETENTION_BATCH_PAUSE_SECONDS", 0.05, minimum=0.0)
+RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 300.0, minimum=1.0)
+
 # Live stream: messages are kept this long, so a browser that was away less can catch up exactly.
 LIVE_MESSAGE_RETENTION_SECONDS = env_int("LIVE_MESSAGE_RETENTION_SECONDS", 3600, minimum=60)
 # Batches of live messages a websocket connection may have waiting while its client is slow;

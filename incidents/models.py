@@ -1111,7 +1111,8 @@ class PurgeRun(models.Model):
 
     class Status(models.TextChoices):
         RUNNING = "running"
-        FINISHED = "finished"
+        FINISHED = "finished"  # every step done
+        PARTIAL = "partial"  # stopped at its time budget; the next run goes on
         INTERRUPTED = "interrupted"
         FAILED = "failed"
 

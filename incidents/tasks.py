@@ -6,6 +6,7 @@ from incidents.alerting import delivery, evaluation
 from incidents.ingest.digest import digest_pending
 from incidents.live import outbox
 from incidents.models import DigestRequest
+from incidents.retention import purge
 
 
 def digest_events() -> int:
@@ -35,3 +36,11 @@ def deliver_notifications(notification_ids: list[int]) -> int:
 def expire_live_messages() -> int:
     """Delete live messages older than LIVE_MESSAGE_RETENTION (a browser away longer reloads the page)."""
     return outbox.expire_old()
+
+
+def purge_expired() -> dict:
+    """Apply the retention policy for at most RETENTION_RUN_SECONDS (the next run goes on from there)."""
+    run = purge.run(trigger="schedule", time_budget=settings.RETENTION_RUN_SECONDS)
+    if run is None:
+        return {"skipped": "another purge is running"}
+    return {"status": run.status, "removed": run.removed, "partitions_dropped": run.partitions_dropped}

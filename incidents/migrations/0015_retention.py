@@ -48,6 +48,7 @@ class Migration(migrations.Migration):
                         choices=[
                             ("running", "Running"),
                             ("finished", "Finished"),
+                            ("partial", "Partial"),
                             ("interrupted", "Interrupted"),
                             ("failed", "Failed"),
                         ],

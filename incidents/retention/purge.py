@@ -1,0 +1,472 @@
+"""Apply the retention policy: each step says what it would remove, and removes it in bounded batches.
+
+Each batch is its own short transaction, so ingest and the digest never wait long for a lock,
+and a run stopped anywhere (Ctrl-C, its time budget, a crash) leaves only whole batches done:
+the next run goes on from there. On PostgreSQL events mostly go as whole day partitions (see
+partitions.py); rows are deleted only for sources kept shorter than the longest retention, for
+the per-incident cap, and on SQLite.
+
+One run at a time: a run is claimed by inserting a running PurgeRun row, which a partial unique
+constraint allows only once; a run whose heartbeat stopped is marked interrupted by the next.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from incidents.models import (
+    ErrorEvent,
+    EventReceipt,
+    Incident,
+    IncidentActivity,
+    IncidentHour,
+    IncidentMinute,
+    Notification,
+    PurgeRun,
+    RetentionPolicy,
+    Source,
+    SourceHour,
+    SourceMinute,
+)
+from incidents.retention import partitions, sizes
+from resilience.models import BreakerTransition, BreakerWindow
+
+logger = logging.getLogger(__name__)
+
+# A run whose heartbeat is older than this died: the next run may take over.
+STALE_AFTER = timedelta(minutes=5)
+HEARTBEAT_EVERY = 5.0  # seconds
+
+
+@dataclass
+class Removed:
+    """What a batch (or a step, or a run) removed."""
+
+    rows: int = 0
+    bytes: int = 0
+    partitions: int = 0
+
+    def __iadd__(self, other: "Removed") -> "Removed":
+        self.rows += other.rows
+        self.bytes += other.bytes
+        self.partitions += other.partitions
+        return self
+
+
+@dataclass
+class Plan:
+    """The policy as it stands at `now`, and the cut-offs it gives each source."""
+
+    policy: RetentionPolicy
+    now: datetime
+    batch_rows: int = field(default_factory=lambda: settings.RETENTION_BATCH_ROWS)
+    sources: list[Source] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = list(Source.objects.order_by("pk"))
+
+    def days(self, source: Source) -> int:
+        return self.policy.event_days_for(source)
+
+    @property
+    def longest_days(self) -> int:
+        return max([self.policy.event_days, *(self.days(source) for source in self.sources)])
+
+    @property
+    def partition_cutoff(self) -> datetime:
+        """Partitions whose whole day is before this go (PostgreSQL)."""
+        return self.now - timedelta(days=self.longest_days)
+
+    def event_cutoff(self, source: Source) -> datetime:
+        return self.now - timedelta(days=self.days(source))
+
+    def rows_deleted_for(self, source: Source) -> bool:
+        """Whether the source's expired events are deleted as rows: whole partitions go only at the
+        longest retention, so on PostgreSQL only sources kept shorter need row deletes."""
+        return not partitions.enabled() or self.days(source) < self.longest_days
+
+    def receipt_cutoff(self, source: Source) -> datetime:
+        """Receipts go with their events: at the source's cut-off, or with the last dropped partition."""
+        if self.rows_deleted_for(source):
+            return self.event_cutoff(source)
+        cutoff = self.partition_cutoff
+        return cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def cutoff(self, days: int) -> datetime:
+        return self.now - timedelta(days=days)
+
+
+class Step:
+    key: str
+    label: str
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def estimate(self) -> Removed:
+        raise NotImplementedError
+
+    def batches(self) -> Iterator[Removed]:
+        raise NotImplementedError
+
+
+class ExpiredPartitions(Step):
+    key, label = "event_partitions", "event partitions past retention (dropped whole)"
+
+    def estimate(self) -> Removed:
+        found = partitions.expired(self.plan.partition_cutoff)
+        return Removed(sum(max(p.rows, 0) for p in found), sum(p.bytes for p in found), len(found))
+
+    def batches(self) -> Iterator[Removed]:
+        for name in partitions.detached_leftovers():
+            partitions.drop_leftover(name)
+        for partition in partitions.expired(self.plan.partition_cutoff):
+            rows = partition.rows if partition.rows >= 0 else _count_partition(partition.name)
+            partitions.drop(partition)
+            yield Removed(rows, partition.bytes, 1)
+
+
+class ExpiredEvents(Step):
+    key, label = "events", "events past their source's retention (deleted as rows)"
+
+    def _selections(self) -> Iterator[Q]:
+        for source in self.plan.sources:
+            if self.plan.rows_deleted_for(source):
+                yield Q(source_id=source.pk, received_at__lt=self.plan.event_cutoff(source))
+
+    def estimate(self) -> Removed:
+        rows = sum(ErrorEvent.objects.filter(where).count() for where in self._selections())
+        return Removed(rows, rows * sizes.bytes_per_row(ErrorEvent))
+
+    def batches(self) -> Iterator[Removed]:
+        width = sizes.bytes_per_row(ErrorEvent)
+        for where in self._selections():
+            for rows in _delete_events_in_batches(ErrorEvent.objects.filter(where), self.plan.batch_rows):
+                yield Removed(rows, rows * width)
+
+
+class EventsOverCap(Step):
+    key, label = "events_over_cap", "events beyond the per-incident cap (the first and newest kept)"
+
+    def _incidents(self) -> list[int]:
+        cap, first = self.plan.policy.events_per_incident, self.plan.policy.first_events_per_incident
+        if cap is None:
+            return []
+        found = Incident.objects.filter(event_count__gt=cap + first)  # none stores more events than it saw
+        since = _last_complete_run_start()
+        if since is not None:
+            found = found.filter(last_seen__gte=since)  # only incidents that got events since
+        return list(found.order_by("pk").values_list("pk", flat=True))
+
+    def _beyond(self, incident_id: int) -> models.QuerySet | None:
+        """The incident's events older than its newest `cap`, less its first few; None if within the cap."""
+        cap, first = self.plan.policy.events_per_incident, self.plan.policy.first_events_per_incident
+        events = ErrorEvent.objects.filter(incident_id=incident_id)
+        boundary = events.order_by("-received_at", "-id").values_list("received_at", "id")[cap : cap + 1]
+        if not boundary:
+            return None
+        at, pk = boundary[0]
+        kept_first = list(events.order_by("received_at", "id").values_list("id", flat=True)[:first])
+        return events.filter(Q(received_at__lt=at) | Q(received_at=at, id__lte=pk)).exclude(id__in=kept_first)
+
+    def estimate(self) -> Removed:
+        rows = 0
+        for incident_id in self._incidents():
+            beyond = self._beyond(incident_id)
+            rows += beyond.count() if beyond is not None else 0
+        return Removed(rows, rows * sizes.bytes_per_row(ErrorEvent))
+
+    def batches(self) -> Iterator[Removed]:
+        width = sizes.bytes_per_row(ErrorEvent)
+        for incident_id in self._incidents():
+            beyond = self._beyond(incident_id)
+            if beyond is not None:
+                for rows in _delete_events_in_batches(beyond, self.plan.batch_rows):
+                    yield Removed(rows, rows * width)
+
+
+class ExpiredReceipts(Step):
+    key, label = "event_receipts", "event receipts past retention (a repeat after this is stored anew)"
+
+    def _selections(self) -> Iterator[models.QuerySet]:
+        for source in self.plan.sources:
+            yield EventReceipt.objects.filter(source_id=source.pk, received_at__lt=self.plan.receipt_cutoff(source))
+
+    def estimate(self) -> Removed:
+        rows = sum(selection.count() for selection in self._selections())
+        return Removed(rows, rows * sizes.bytes_per_row(EventReceipt))
+
+    def batches(self) -> Iterator[Removed]:
+        width = sizes.bytes_per_row(EventReceipt)
+        for selection in self._selections():
+            while True:
+                keys = list(selection.values_list("source_id", "event_id")[: self.plan.batch_rows])
+                if not keys:
+                    break
+                source_id = keys[0][0]
+                deleted, _ = EventReceipt.objects.filter(
+                    source_id=source_id, event_id__in=[k for _, k in keys]
+                ).delete()
+                yield Removed(deleted, deleted * width)
+
+
+class ExpiredRows(Step):
+    """Rows of one or more models older than a number of days, by one timestamp column."""
+
+    def __init__(
+        self, plan: Plan, key: str, label: str, models_: tuple, column: str, days: int, keep: Q | None = None
+    ) -> None:
+        super().__init__(plan)
+        self.key, self.label, self.models, self.column = key, label, models_, column
+        self.days, self.keep = days, keep
+
+    def _selection(self, model) -> models.QuerySet:
+        rows = model.objects.filter(**{f"{self.column}__lt": self.plan.cutoff(self.days)})
+        return rows.exclude(self.keep) if self.keep is not None else rows
+
+    def estimate(self) -> Removed:
+        found = Removed()
+        for model in self.models:
+            rows = self._selection(model).count()
+            found += Removed(rows, rows * sizes.bytes_per_row(model))
+        return found
+
+    def batches(self) -> Iterator[Removed]:
+        for model in self.models:
+            width = sizes.bytes_per_row(model)
+            while True:
+                ids = list(self._selection(model).order_by().values_list("pk", flat=True)[: self.plan.batch_rows])
+                if not ids:
+                    break
+                deleted, _ = model.objects.filter(pk__in=ids).delete()
+                yield Removed(deleted, deleted * width)
+
+
+class FoldedSourceHours(Step):
+    """Source hour rollups past retention, folded into one row per key so the totals stay whole."""
+
+    key, label = "source_hour_rollups", "source hour rollups past retention (folded into all-time totals)"
+    KEY = ("source_id", "error_type_id", "severity", "environment")
+
+    def _selection(self) -> models.QuerySet:
+        cutoff = self.plan.cutoff(self.plan.policy.hour_rollup_days)
+        return SourceHour.objects.filter(hour__lt=cutoff).exclude(hour=SourceHour.FOLDED_HOUR)
+
+    def estimate(self) -> Removed:
+        rows = self._selection().count()
+        return Removed(rows, rows * sizes.bytes_per_row(SourceHour))
+
+    def batches(self) -> Iterator[Removed]:
+        width = sizes.bytes_per_row(SourceHour)
+        while True:
+            with transaction.atomic():
+                ids = list(self._selection().order_by().values_list("pk", flat=True)[: self.plan.batch_rows])
+                if not ids:
+                    return
+                totals = SourceHour.objects.filter(pk__in=ids).values(*self.KEY).annotate(total=Sum("count"))
+                for row in totals.order_by():
+                    folded, _ = SourceHour.objects.get_or_create(
+                        **{k: row[k] for k in self.KEY}, hour=SourceHour.FOLDED_HOUR, defaults={"count": 0}
+                    )
+                    SourceHour.objects.filter(pk=folded.pk).update(count=models.F("count") + row["total"])
+                deleted, _ = SourceHour.objects.filter(pk__in=ids).delete()
+            yield Removed(deleted, deleted * width)
+
+
+class ExpiredIncidents(Step):
+    key, label = "incidents", "resolved incidents whose events all expired, quiet past retention (with rollups)"
+    BATCH = 100  # each takes its rollups, users and timeline with it
+
+    def _selection(self, source: Source) -> models.QuerySet:
+        return Incident.objects.filter(
+            source=source, status=Incident.Status.RESOLVED, last_seen__lt=self.plan.event_cutoff(source)
+        ).exclude(Exists(ErrorEvent.objects.filter(incident=OuterRef("pk"))))
+
+    def estimate(self) -> Removed:
+        return Removed(sum(self._selection(source).count() for source in self.plan.sources))
+
+    def batches(self) -> Iterator[Removed]:
+        for source in self.plan.sources:
+            while True:
+                ids = list(self._selection(source).values_list("pk", flat=True)[: self.BATCH])
+                if not ids:
+                    break
+                with transaction.atomic():
+                    _, per_model = Incident.objects.filter(pk__in=ids).delete()
+                yield Removed(per_model.get(Incident._meta.label, 0))
+
+
+def steps(plan: Plan) -> list[Step]:
+    """Every step the policy asks for, in the order a run takes them."""
+    policy = plan.policy
+    found: list[Step] = [ExpiredPartitions(plan)] if partitions.enabled() else []
+    found += [ExpiredEvents(plan), EventsOverCap(plan), ExpiredReceipts(plan)]
+    found += [
+        ExpiredRows(
+            plan,
+            "minute_rollups",
+            "minute rollups past retention",
+            (IncidentMinute, SourceMinute),
+            "minute",
+            policy.minute_rollup_days,
+        ),
+        ExpiredRows(
+            plan,
+            "incident_hour_rollups",
+            "incident hour rollups past retention",
+            (IncidentHour,),
+            "hour",
+            policy.hour_rollup_days,
+        ),
+        FoldedSourceHours(plan),
+        ExpiredRows(
+            plan,
+            "notifications",
+            "finished notification attempts past retention",
+            (Notification,),
+            "created_at",
+            policy.notification_days,
+            keep=Q(status__in=[Notification.Status.QUEUED, Notification.Status.SENDING]),
+        ),
+        ExpiredRows(
+            plan,
+            "timeline",
+            "incident timeline entries past retention",
+            (IncidentActivity,),
+            "created_at",
+            policy.timeline_days,
+        ),
+        ExpiredRows(
+            plan,
+            "transitions",
+            "breaker transitions past retention",
+            (BreakerTransition,),
+            "at",
+            policy.transition_days,
+        ),
+        ExpiredRows(
+            plan,
+            "window_reports",
+            "breaker window reports of silent processes",
+            (BreakerWindow,),
+            "reported_at",
+            policy.window_report_days,
+        ),
+    ]
+    if policy.delete_expired_incidents:
+        found.append(ExpiredIncidents(plan))
+    return found
+
+
+def estimate(plan: Plan | None = None) -> list[tuple[Step, Removed]]:
+    """What a run would remove now, step by step (nothing is changed)."""
+    plan = plan or Plan(RetentionPolicy.current(), timezone.now())
+    return [(step, step.estimate()) for step in steps(plan)]
+
+
+Progress = Callable[[Step, Removed], None]
+
+
+def run(
+    *,
+    trigger: str,
+    time_budget: float | None = None,
+    progress: Progress | None = None,
+    plan: Plan | None = None,
+    pause: float | None = None,
+) -> PurgeRun | None:
+    """Apply the policy in batches; return the run's record, or None if another run holds the claim.
+
+    `time_budget` (seconds) stops the run after the batch that passes it (the schedule's runs stay
+    short); `pause` rests between batches so the purge leaves the database to ingest.
+    """
+    record = claim(trigger)
+    if record is None:
+        return None
+    pause = settings.RETENTION_BATCH_PAUSE_SECONDS if pause is None else pause
+    deadline = time.monotonic() + time_budget if time_budget is not None else None
+    if partitions.enabled():
+        partitions.ensure_ahead()
+    plan = plan or Plan(RetentionPolicy.current(), timezone.now())
+    beat = time.monotonic()
+    try:
+        for step in steps(plan):
+            for removed in step.batches():
+                _add(record, step.key, removed)
+                if progress:
+                    progress(step, removed)
+                if time.monotonic() - beat >= HEARTBEAT_EVERY:
+                    _save(record)
+                    beat = time.monotonic()
+                if deadline is not None and time.monotonic() >= deadline:
+                    record.status = PurgeRun.Status.PARTIAL
+                    return record
+                if pause:
+                    time.sleep(pause)  # not synchronisation: leaves the database to ingest between batches
+        record.status = PurgeRun.Status.FINISHED
+        return record
+    except KeyboardInterrupt:
+        record.status = PurgeRun.Status.INTERRUPTED
+        raise
+    except Exception as error:
+        record.status, record.error = PurgeRun.Status.FAILED, f"{type(error).__name__}: {error}"
+        logger.exception("retention purge failed")
+        raise
+    finally:
+        record.finished_at = timezone.now()
+        _save(record)
+        sizes.forget()
+
+
+def claim(trigger: str) -> PurgeRun | None:
+    """Start a run, unless one is running (one whose heartbeat stopped is marked interrupted first)."""
+    PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER).update(
+        status=PurgeRun.Status.INTERRUPTED, finished_at=timezone.now(), error="its process stopped reporting"
+    )
+    try:
+        with transaction.atomic():
+            return PurgeRun.objects.create(trigger=trigger)
+    except IntegrityError:  # the one-running constraint: another run holds the claim
+        return None
+
+
+def _add(record: PurgeRun, key: str, removed: Removed) -> None:
+    record.removed[key] = record.removed.get(key, 0) + removed.rows
+    record.bytes_freed += removed.bytes
+    record.partitions_dropped += removed.partitions
+
+
+def _save(record: PurgeRun) -> None:
+    record.heartbeat_at = timezone.now()
+    record.save()
+
+
+def _last_complete_run_start() -> datetime | None:
+    return PurgeRun.objects.filter(status=PurgeRun.Status.FINISHED).values_list("started_at", flat=True).first()
+
+
+def _delete_events_in_batches(selection: models.QuerySet, batch_rows: int) -> Iterator[int]:
+    """Delete the selected events, oldest first, a batch per transaction."""
+    while True:
+        keys = list(selection.order_by("received_at", "id").values_list("id", "received_at")[:batch_rows])
+        if not keys:
+            return
+        # The time bounds let PostgreSQL look in the batch's partitions only.
+        deleted, _ = ErrorEvent.objects.filter(
+            id__in=[pk for pk, _ in keys], received_at__gte=keys[0][1], received_at__lte=keys[-1][1]
+        ).delete()
+        yield deleted
+
+
+def _count_partition(name: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {name}")
+        return cursor.fetchone()[0]
