@@ -8,7 +8,6 @@ from functools import cached_property
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import F, QuerySet, Sum
-from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from incidents.models import (
@@ -18,6 +17,7 @@ from incidents.models import (
     IncidentEnvironment,
     IncidentHour,
     IncidentMinute,
+    SourceHour,
     SourceMinute,
 )
 
@@ -246,8 +246,24 @@ class EventSelection:
     min_severity: int | None = None
     environment: str = ""
 
+    def source_counts(self, since: datetime) -> QuerySet:
+        """Rows with the source rollups' key columns and `count`: per minute for windows up to a day, per hour
+        beyond (whole hours from the one `since` falls in), so summaries over weeks outlive the minute rollups."""
+        if timezone.now() - since > LONG_WINDOW:
+            return self.source_hours(since)
+        return self.source_minutes(since)
+
     def source_minutes(self, since: datetime) -> QuerySet:
-        rows = SourceMinute.objects.filter(minute__gte=since)
+        """SourceMinute rows from the minute `since` on."""
+        return self._narrow(SourceMinute.objects.filter(minute__gte=since))
+
+    def source_hours(self, since: datetime) -> QuerySet:
+        """SourceHour rows from the hour `since` falls in on."""
+        # A window starts at most 90 days back, so this also leaves out the rows folded at FOLDED_HOUR (1970).
+        return self._narrow(SourceHour.objects.filter(hour__gte=_hour_of(since)))
+
+    def _narrow(self, rows: QuerySet) -> QuerySet:
+        """The source rollup rows this selection counts."""
         if self.source_id:
             rows = rows.filter(source_id=self.source_id)
         if self.error_type_id:
@@ -264,7 +280,7 @@ class EventSelection:
         """Rows with `incident_id` and `count`: per minute for windows up to a day, per hour beyond
         (whole hours from the one `since` falls in), so a week's top incidents read 168 rows per incident."""
         if timezone.now() - since > LONG_WINDOW:
-            rows = IncidentHour.objects.filter(hour__gte=since.replace(minute=0))
+            rows = IncidentHour.objects.filter(hour__gte=_hour_of(since))
         else:
             rows = IncidentMinute.objects.filter(minute__gte=since)
         if self.source_id:
@@ -280,8 +296,12 @@ class EventSelection:
         return rows
 
 
-# Windows longer than this count incidents from the hourly rollup.
+# Windows longer than this count from the hourly rollups.
 LONG_WINDOW = timedelta(hours=24)
+
+
+def _hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def window_start(minutes: int, now: datetime | None = None) -> datetime:
@@ -291,7 +311,7 @@ def window_start(minutes: int, now: datetime | None = None) -> datetime:
 
 def error_counts(selection: EventSelection, since: datetime) -> dict:
     """Total events, and counts by category and by severity, in one grouped query."""
-    rows = selection.source_minutes(since).values("error_type__category", "severity").annotate(total=Sum("count"))
+    rows = selection.source_counts(since).values("error_type__category", "severity").annotate(total=Sum("count"))
     by_category: dict[str, int] = {}
     by_severity: dict[int, int] = {}
     by_pair: dict[tuple[str, int], int] = {}
@@ -309,13 +329,15 @@ def error_counts(selection: EventSelection, since: datetime) -> dict:
 
 
 def event_series(selection: EventSelection, since: datetime, *, hourly: bool) -> list[tuple[datetime, int]]:
-    """Events per minute (or hour) since `since`, every bucket present (zeros included), oldest first."""
-    rows = selection.source_minutes(since)
+    """Events per minute (or hour) since `since`, every bucket present (zeros included), oldest first.
+
+    Hourly series read the hour rollups, from the hour `since` falls in, so they outlive the minute rollups.
+    """
     if hourly:
-        counts = rows.annotate(bucket=TruncHour("minute")).values("bucket").annotate(total=Sum("count"))
-        step, start = timedelta(hours=1), since.replace(minute=0)
+        counts = selection.source_hours(since).values(bucket=F("hour")).annotate(total=Sum("count"))
+        step, start = timedelta(hours=1), _hour_of(since)
     else:
-        counts = rows.values(bucket=F("minute")).annotate(total=Sum("count"))
+        counts = selection.source_minutes(since).values(bucket=F("minute")).annotate(total=Sum("count"))
         step, start = timedelta(minutes=1), since
     found = {row["bucket"]: row["total"] or 0 for row in counts}
     end = timezone.now().replace(second=0, microsecond=0)
@@ -328,7 +350,7 @@ def event_series(selection: EventSelection, since: datetime, *, hourly: bool) ->
 
 def top_error_types(selection: EventSelection, since: datetime, *, limit: int = 10) -> list[dict]:
     rows = (
-        selection.source_minutes(since)
+        selection.source_counts(since)
         .values("error_type__code", "error_type__category")
         .annotate(count=Sum("count"))
         .order_by("-count", "error_type__code")[:limit]

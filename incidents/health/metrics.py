@@ -38,7 +38,7 @@ from incidents.models import (
     NotificationChannel,
     Severity,
     Source,
-    SourceMinute,
+    SourceHour,
 )
 from resilience.models import Breaker, BreakerState
 
@@ -81,11 +81,13 @@ class ConsoleCollector(Collector):
     def _events_ingested() -> CounterMetricFamily:
         family = CounterMetricFamily(
             "console_events_ingested",
-            "Events digested into the per-minute rollups, by source, category and severity.",
+            "Events digested, by source, category and severity.",
             labels=["source", "category", "severity"],
         )
-        # Grouped on the rollup's own columns, without joins; the few names are mapped afterwards.
-        rows = SourceMinute.objects.values_list("source_id", "error_type_id", "severity").annotate(n=Sum("count"))
+        # From the hour rollup, whose expired rows are folded rather than deleted: a counter must never
+        # go down, and minute rollups are purged. Grouped on the rollup's own columns, without joins;
+        # the few names are mapped afterwards.
+        rows = SourceHour.objects.values_list("source_id", "error_type_id", "severity").annotate(n=Sum("count"))
         sources = dict(Source.objects.values_list("pk", "slug").order_by())
         categories = dict(ErrorType.objects.values_list("pk", "category").order_by())
         totals: dict[tuple[str, str, str], int] = {}

@@ -1,8 +1,8 @@
 """The digest: group and count stored events in batches.
 
 Ingest classifies, fingerprints and stores an event; the digest turns pending events
-(those with no incident yet) into incidents, counters and per-minute rollups. It reads
-only the narrow columns it needs, never the stored exception or contexts, and batching
+(those with no incident yet) into incidents, counters and rollups per minute and per hour. It
+reads only the narrow columns it needs, never the stored exception or contexts, and batching
 keeps the per-event cost to a few microseconds of SQL.
 """
 
@@ -27,6 +27,7 @@ from incidents.models import (
     IncidentUser,
     LiveMessage,
     Source,
+    SourceHour,
     SourceMinute,
 )
 
@@ -280,7 +281,7 @@ def _upsert_counts(model, key_columns: list[str], rows: list[tuple]) -> None:
 
 
 def _write_rollups(groups, incidents) -> None:
-    minute_rows, hour_counts, source_counts = [], {}, {}
+    minute_rows, hour_counts, source_counts, source_hour_counts = [], {}, {}, {}
     for key, g in groups.items():
         incident_id = incidents[key].pk
         for minute, count in sorted(g.per_minute().items()):
@@ -290,13 +291,14 @@ def _write_rollups(groups, incidents) -> None:
         for (env, severity, minute), count in g.counts.items():
             source_key = (g.source_id, g.error_type_id, severity, env, minute)
             source_counts[source_key] = source_counts.get(source_key, 0) + count
+            source_hour_key = (g.source_id, g.error_type_id, severity, env, minute.replace(minute=0))
+            source_hour_counts[source_hour_key] = source_hour_counts.get(source_hour_key, 0) + count
     _upsert_counts(IncidentMinute, ["incident_id", "minute"], minute_rows)
     _upsert_counts(IncidentHour, ["incident_id", "hour"], [(*k, v) for k, v in sorted(hour_counts.items())])
-    _upsert_counts(
-        SourceMinute,
-        ["source_id", "error_type_id", "severity", "environment", "minute"],
-        [(*k, v) for k, v in sorted(source_counts.items())],
-    )
+    source_key_columns = ["source_id", "error_type_id", "severity", "environment"]
+    _upsert_counts(SourceMinute, [*source_key_columns, "minute"], [(*k, v) for k, v in sorted(source_counts.items())])
+    # The hour rollup outlives the minute one: long charts, summaries and the ingested-events counter read it.
+    _upsert_counts(SourceHour, [*source_key_columns, "hour"], [(*k, v) for k, v in sorted(source_hour_counts.items())])
 
 
 def _update_sources(groups) -> None:

@@ -7,14 +7,27 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.db.models import Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
 from prometheus_client.parser import text_string_to_metric_families
 
 from incidents import services
-from incidents.models import Alert, AlertRule, Incident, Notification, NotificationChannel, Severity
+from incidents.ingest import pipeline
+from incidents.ingest.normalize import normalize_native_event
+from incidents.models import (
+    Alert,
+    AlertRule,
+    Incident,
+    Notification,
+    NotificationChannel,
+    Severity,
+    SourceHour,
+    SourceMinute,
+)
 from resilience import process_runtime
 from tests.e2e.captured_server import ROOT, stop_process
 from tests.support import FastPathClient, database_url_for_processes, native_event, wait_until
@@ -236,6 +249,39 @@ def test_ingested_events_are_counted_by_source_category_and_severity(client, api
 
     services.incident_acknowledge(incident=incident, by="user:ops")
     assert metric(scrape(api_as), "console_incidents_open", severity=Severity(incident.severity).label) == 0
+
+
+def test_the_ingested_events_counter_stays_when_minute_rollups_are_purged_and_hour_rollups_folded(
+    api_as, source, digest
+):
+    now = timezone.now()
+    events = [native_event(timestamp=(now - timedelta(days=days)).isoformat()) for days in (20, 16, 3, 0)]
+    pipeline.events_store(
+        source=source, events=[normalize_native_event(event, received_at=now) for event in events], received_at=now
+    )
+    digest()
+    incident = Incident.objects.select_related("error_type").get()
+    labels = {
+        "source": source.slug,
+        "category": incident.error_type.category,
+        "severity": Severity(incident.severity).label,
+    }
+    assert metric(scrape(api_as), "console_events_ingested_total", **labels) == 4
+
+    SourceMinute.objects.filter(minute__lt=now - timedelta(days=14)).delete()
+    assert SourceMinute.objects.aggregate(n=Sum("count"))["n"] == 2
+    assert metric(scrape(api_as), "console_events_ingested_total", **labels) == 4
+
+    # Fold the hour rows older than 10 days into one row per key, as the purge does past the hour retention.
+    expired = SourceHour.objects.filter(hour__lt=now - timedelta(days=10))
+    keys = ("source_id", "error_type_id", "severity", "environment")
+    folded = [
+        SourceHour(**{key: row[key] for key in keys}, hour=SourceHour.FOLDED_HOUR, count=row["n"])
+        for row in expired.values(*keys).annotate(n=Sum("count")).order_by()
+    ]
+    assert expired.delete()[0] == 2 and [row.count for row in folded] == [2]
+    SourceHour.objects.bulk_create(folded)
+    assert metric(scrape(api_as), "console_events_ingested_total", **labels) == 4
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the fast path's writer commits on its own

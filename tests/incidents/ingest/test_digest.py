@@ -19,6 +19,7 @@ from incidents.models import (
     IncidentHour,
     IncidentMinute,
     Severity,
+    SourceHour,
     SourceMinute,
 )
 from tests.support import native_event
@@ -81,6 +82,30 @@ def test_the_source_rollup_splits_by_severity(source, digest):
     assert counts[Severity.CRITICAL] == 1
     assert sum(counts.values()) == 2
     assert Incident.objects.get().severity == Severity.CRITICAL
+
+
+def test_the_source_hour_rollup_adds_up_the_minute_rollup_of_each_hour(source, digest):
+    now = timezone.now()
+    at = [now - timedelta(hours=2, minutes=1), now - timedelta(hours=2), now - timedelta(minutes=1), now]
+    store(
+        source,
+        failure_at("validate", "x", timestamp=at[0].isoformat()),
+        failure_at("validate", "x", timestamp=at[1].isoformat(), level="fatal"),
+        failure_at("validate", "x", timestamp=at[2].isoformat(), environment="staging"),
+    )
+    digest()
+    # A second batch adds to the rows the first one made.
+    store(source, *[failure_at("validate", "x", timestamp=moment.isoformat()) for moment in at])
+    digest()
+    keys = ("source_id", "error_type_id", "severity", "environment")
+    expected: dict[tuple, int] = {}
+    for row in SourceMinute.objects.values(*keys, "minute", "count"):
+        key = (*(row[name] for name in keys), row["minute"].replace(minute=0))
+        expected[key] = expected.get(key, 0) + row["count"]
+    hours = {(*(row[name] for name in keys), row["hour"]): row["count"] for row in SourceHour.objects.values()}
+    assert hours == expected
+    assert sum(hours.values()) == 7
+    assert {key[-1] for key in hours} == {moment.replace(minute=0, second=0, microsecond=0) for moment in at}
 
 
 def test_distinct_users_are_counted_once_across_batches(source, digest):
