@@ -72,10 +72,15 @@ chromium:
 		(apt-get update -q && apt-get install -y -q chromium) || echo "could not install chromium"; \
 	fi
 
+# With DATABASE_URL set (PostgreSQL), the tests marked sqlite_too run a second time on the embedded SQLite.
 test: install-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@if [ -n "$$DATABASE_URL" ]; then \
+		echo 'DATABASE_URL= $(BIN)/pytest -m sqlite_too $(PYTEST_ARGS)  # again on SQLite'; \
+		DATABASE_URL= $(BIN)/pytest -m sqlite_too $(PYTEST_ARGS); \
+	fi
 
 # Without the tests marked `live` (those that start real servers, workers or probe processes), for the
 # edit-test loop. `make test` still runs everything.

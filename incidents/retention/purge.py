@@ -123,13 +123,13 @@ class ExpiredPartitions(Step):
 
     def estimate(self) -> Removed:
         found = partitions.expired(self.plan.partition_cutoff)
-        return Removed(sum(max(p.rows, 0) for p in found), sum(p.bytes for p in found), len(found))
+        return Removed(sum(_rows_of(p) for p in found), sum(p.bytes for p in found), len(found))
 
     def batches(self) -> Iterator[Removed]:
         for name in partitions.detached_leftovers():
             partitions.drop_leftover(name)
         for partition in partitions.expired(self.plan.partition_cutoff):
-            rows = partition.rows if partition.rows >= 0 else _count_partition(partition.name)
+            rows = _rows_of(partition)
             partitions.drop(partition)
             yield Removed(rows, partition.bytes, 1)
 
@@ -466,7 +466,10 @@ def _delete_events_in_batches(selection: models.QuerySet, batch_rows: int) -> It
         yield deleted
 
 
-def _count_partition(name: str) -> int:
+def _rows_of(partition: partitions.Partition) -> int:
+    """The planner's estimate, or a count if the partition was never analysed."""
+    if partition.rows >= 0:
+        return partition.rows
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {name}")
+        cursor.execute(f"SELECT COUNT(*) FROM {partition.name}")
         return cursor.fetchone()[0]

@@ -87,9 +87,10 @@ def size_of(model: type[models.Model]) -> TableSize:
 def bytes_per_row(model: type[models.Model]) -> int:
     """Average bytes a row of the table takes, indexes included (0 when unknown or empty)."""
     size = size_of(model)
-    if not size.bytes or not size.rows:
+    rows = size.rows if size.rows is not None else model.objects.count()  # never analysed: count once
+    if not size.bytes or not rows:
         return 0
-    return size.bytes // size.rows
+    return size.bytes // rows
 
 
 def forget() -> None:

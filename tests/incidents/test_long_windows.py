@@ -11,7 +11,7 @@ from incidents.ingest.normalize import normalize_native_event
 from incidents.models import MAX_WINDOW_MINUTES, ErrorType, Severity, SourceHour, SourceMinute
 from tests.support import native_event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 
 THIRTY_DAYS = 30 * 1440
 DENIED = {"type": "PermissionError", "value": "403 Forbidden", "module": "builtins"}
