@@ -35,6 +35,7 @@ DIGEST_ACTOR = "system:digest"
 _EVENT_FIELDS = [
     "id",
     "source_id",
+    "received_at",
     "timestamp",
     "environment",
     "user",
@@ -128,7 +129,7 @@ def _digest_batch(categories: dict[int, str], batch_size: int, touched: set[tupl
         _write_rollups(groups, incidents)
         _update_incidents(groups, incidents, new_users)
         _update_sources(groups)
-        _attach_events(groups, incidents)
+        _attach_events(groups, incidents, received_since=min(event.received_at for event in events))
         _apply_lifecycle(groups, incidents)
         _publish_live(incidents)
     touched.update((g.source_id, g.error_type_id) for g in groups.values())
@@ -352,15 +353,20 @@ def _update_incidents(groups, incidents, new_users: dict[int, int]) -> None:
     )
 
 
-def _update_from_values(table: str, columns: list[str], rows: list[tuple], assignments: str) -> None:
+def _update_from_values(
+    table: str, columns: list[str], rows: list[tuple], assignments: str, *, received_since: datetime | None = None
+) -> None:
     """UPDATE `table` SET `assignments` from the rows, named v(`columns`) and matched on v.id: one statement
-    where the ORM would need one per row."""
+    where the ORM would need one per row. `received_since` bounds the event table's received_at, so that
+    PostgreSQL looks only in the partitions of the batch's days, not in every day's."""
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+    bound = f" AND {table}.received_at >= %s" if received_since else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH v({', '.join(columns)}) AS (VALUES {placeholders}) "
-            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id",
-            [value for row in rows for value in row],
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id{bound}",
+            [value for row in rows for value in row]
+            + ([connection.ops.adapt_datetimefield_value(received_since)] if received_since else []),
         )
 
 
@@ -382,9 +388,15 @@ def _publish_live(incidents) -> None:
     )
 
 
-def _attach_events(groups, incidents) -> None:
+def _attach_events(groups, incidents, *, received_since: datetime) -> None:
     pairs = [(event_id, incidents[key].pk) for key, g in groups.items() for event_id in g.event_ids]
-    _update_from_values(ErrorEvent._meta.db_table, ["id", "incident_id"], pairs, "incident_id = v.incident_id")
+    _update_from_values(
+        ErrorEvent._meta.db_table,
+        ["id", "incident_id"],
+        pairs,
+        "incident_id = v.incident_id",
+        received_since=received_since,
+    )
 
 
 def _apply_lifecycle(groups, incidents) -> None:
