@@ -108,8 +108,14 @@ class Command(BaseCommand):
 
 
 def _advance(bar: tqdm):
+    dropped = 0
+
     def progress(step: purge.Step, removed: purge.Removed) -> None:
+        nonlocal dropped
+        dropped += removed.partitions
         bar.set_description(step.key, refresh=False)
+        if dropped:
+            bar.set_postfix_str(f"{dropped} partitions dropped", refresh=False)
         bar.update(removed.rows)
 
     return progress
