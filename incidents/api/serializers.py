@@ -64,10 +64,16 @@ class ActivitySerializer(serializers.ModelSerializer):
 class IncidentDetailSerializer(IncidentSerializer):
     fingerprint = serializers.CharField(read_only=True)
     timeline = serializers.SerializerMethodField()
+    events_expired = serializers.SerializerMethodField(
+        help_text="Every stored event is past retention and was purged; the counts are still the totals seen."
+    )
 
     class Meta(IncidentSerializer.Meta):
-        fields = (*IncidentSerializer.Meta.fields, "fingerprint", "timeline")
+        fields = (*IncidentSerializer.Meta.fields, "fingerprint", "timeline", "events_expired")
         read_only_fields = fields
+
+    def get_events_expired(self, incident) -> bool:
+        return incident.event_count > 0 and not ErrorEvent.objects.filter(incident=incident).exists()
 
     def get_timeline(self, incident) -> list[dict]:
         return ActivitySerializer(incident_timeline(incident, limit=50), many=True).data

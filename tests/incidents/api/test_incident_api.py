@@ -6,7 +6,7 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from incidents.models import Incident, IncidentActivity, Severity
+from incidents.models import ErrorEvent, Incident, IncidentActivity, Severity
 from tests.api_support import post_json
 from tests.support import native_event
 
@@ -47,6 +47,17 @@ def test_the_incident_detail_carries_its_timeline(api_as, incidents):
     detail = api_as("viewer").get(f"/api/v1/incidents/{incidents[0].pk}/").json()
     assert detail["fingerprint"] == incidents[0].fingerprint
     assert [entry["kind"] for entry in detail["timeline"]] == ["created"]
+
+
+def test_an_incident_whose_events_were_purged_says_so_and_keeps_its_counts(api_as, incidents):
+    timeouts = incidents[1]
+    viewer = api_as("viewer")
+    assert viewer.get(f"/api/v1/incidents/{timeouts.pk}/").json()["events_expired"] is False
+
+    ErrorEvent.objects.filter(incident=timeouts).delete()  # as the purge does once they are past retention
+
+    detail = viewer.get(f"/api/v1/incidents/{timeouts.pk}/").json()
+    assert (detail["events_expired"], detail["event_count"]) == (True, 3)
 
 
 def test_a_triager_acknowledges_resolves_reopens_and_mutes_leaving_a_timeline(api_as, incidents):
