@@ -115,11 +115,12 @@ def _read_table_sizes() -> list[TableSize]:
 
 
 def _postgres_size(table: str) -> tuple[int, int | None]:
-    # pg_partition_tree gives the table itself when it is not partitioned.
+    # pg_partition_tree gives the table itself when it is not partitioned. Rows are the leaves' only:
+    # an ANALYZE of the partitioned table (vacuumdb --analyze does one) gives it the total as well.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT COALESCE(SUM(pg_total_relation_size(t.relid)), 0), "
-            "SUM(GREATEST(c.reltuples, 0)), BOOL_OR(c.reltuples >= 0 AND t.isleaf) "
+            "SUM(GREATEST(c.reltuples, 0)) FILTER (WHERE t.isleaf), BOOL_OR(c.reltuples >= 0 AND t.isleaf) "
             "FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid",
             [table],
         )
