@@ -3,4 +3,4 @@
 Importing them here is what registers them when Django's autodiscovery imports this package.
 """
 
-from incidents.admin import alert_rules, alerts, channels, classification, incidents, sources  # noqa: F401
+from incidents.admin import alert_rules, alerts, channels, classification, incidents, retention, sources  # noqa: F401

@@ -22,7 +22,7 @@ from django.utils.text import Truncator
 
 from incidents import selectors, services
 from incidents.admin.mixins import STYLES, DetailPage, ReadOnly, admin_link, listed_rows, severity_badge, status_badge
-from incidents.models import ErrorEvent, Incident, IncidentEnvironment, Source
+from incidents.models import ErrorEvent, Incident, IncidentEnvironment, RetentionPolicy, Source
 
 # Incidents
 
@@ -270,7 +270,16 @@ class IncidentAdmin(DetailPage, admin.ModelAdmin):
             "latest": latest,
             "chain": selectors.exception_chain(latest.exception) if latest else [],
             "source_url": source_url(self.admin_site, request, incident.source_id),
+            "events_expired": events_expired_note(incident) if latest is None else "",
         }
+
+
+def events_expired_note(incident: Incident) -> str:
+    """Why an incident that saw events stores none: retention removed them (its counts stay the totals)."""
+    if not incident.event_count:
+        return ""
+    days = RetentionPolicy.current().event_days_for(incident.source)
+    return f"Its events expired (events are kept {days} days for this source); counts are the totals seen"
 
 
 def source_url(site, request, source_id: int) -> str | None:

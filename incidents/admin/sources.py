@@ -71,7 +71,7 @@ class SourceAdmin(AdminsOnly, admin.ModelAdmin):
     list_filter = ("is_active",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    fields = ("name", "slug", "is_active", "rate_limit_per_minute", "environments")
+    fields = ("name", "slug", "is_active", "rate_limit_per_minute", "environments", "event_retention_days")
     inlines = [IngestKeyInline]
     actions = ["rotate_source_keys"]
 

@@ -43,7 +43,8 @@ class IngestKeySerializer(serializers.ModelSerializer):
 
 
 class SourceSerializer(ModelCleanMixin, serializers.ModelSerializer):
-    """An application that reports events; admins may change its name, environments, rate limit and activity."""
+    """An application that reports events; admins may change its name, environments, rate limit, activity and
+    event retention (null: the retention policy's default)."""
 
     environments = serializers.ListField(
         child=serializers.CharField(min_length=1, max_length=64),
@@ -64,6 +65,7 @@ class SourceSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "rate_limit_per_minute",
             "effective_rate_limit",
             "is_active",
+            "event_retention_days",
             "created_at",
             "last_heartbeat_at",
             "last_event_at",

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from incidents import selectors
+from incidents.api.retention import HealthRetentionSerializer, health_section
 from incidents.api.statistics import parsed_query
 from incidents.ingest import quotas
 from incidents.models import Alert, Severity, Source
@@ -89,6 +90,7 @@ class SystemHealthSerializer(serializers.Serializer):
     circuit_breakers = serializers.DictField(
         child=CircuitBreakerStatusSerializer(), help_text="The breakers that are not closed, keyed by name."
     )
+    retention = HealthRetentionSerializer(help_text="Stored data and the last purge (figures cached for 30 s).")
     timestamp = serializers.DateTimeField()
 
 
@@ -100,6 +102,8 @@ class SystemHealthView(APIView):
     an event of HIGH severity arrived in the last hour. healthy: none of these; lower-severity
     events are counted in total_errors but do not change the verdict. Cheap: one grouped query
     on the minute rollups, one on the breakers, one on the alerts; raw events are never read.
+    retention: table sizes and the oldest event per source, read at most every 30 seconds per
+    process (one index probe per source), and the last purge.
     """
 
     @extend_schema(responses=SystemHealthSerializer)
@@ -122,6 +126,7 @@ class SystemHealthView(APIView):
             health=_verdict(metrics, alerts["worst"]),
             metrics=metrics,
             circuit_breakers={name: status for name, status in statuses.items() if status["state"] != "closed"},
+            retention=health_section(),
         )
 
 

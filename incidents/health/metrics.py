@@ -5,11 +5,13 @@
 Database figures are the same whichever process answers. `console_ingest_latency_seconds` and
 the process_* metrics are of the answering process only: scrape each web process directly
 (Prometheus service discovery), not through a load balancer. Every database figure is one
-grouped query over rollups or small tables; no event is read.
+grouped query over rollups or small tables; no event is read, except the oldest of each source
+(one index probe each), which with the table sizes is read at most every 30 s (retention.sizes).
 """
 
 import ipaddress
 import logging
+from collections.abc import Iterator
 
 import redis
 from django.conf import settings
@@ -40,6 +42,7 @@ from incidents.models import (
     Source,
     SourceHour,
 )
+from incidents.retention import sizes
 from resilience.models import Breaker, BreakerState
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class ConsoleCollector(Collector):
         yield self._breaker_state()
         yield self._alerts_firing()
         yield self._notification_failures()
+        yield from self._retention()
         depth = self._task_queue_depth()
         if depth is not None:
             yield depth
@@ -154,6 +158,61 @@ class ConsoleCollector(Collector):
         for channel_id, name in NotificationChannel.objects.values_list("pk", "name").order_by("name"):
             family.add_metric([name], failed.get(channel_id, 0))
         return family
+
+    @staticmethod
+    def _retention() -> Iterator[GaugeMetricFamily]:
+        """Table sizes, the oldest event per source and the last purge, as retention.sizes caches them."""
+        tables = sizes.table_sizes()
+        on_disk = GaugeMetricFamily("console_table_bytes", "Bytes a table takes, indexes included.", labels=["table"])
+        rows = GaugeMetricFamily(
+            "console_table_rows_estimate", "Rows of a table (PostgreSQL's estimate).", labels=["table"]
+        )
+        for table in tables:
+            if table.bytes is not None:
+                on_disk.add_metric([table.table], table.bytes)
+            if table.rows is not None:
+                rows.add_metric([table.table], table.rows)
+        yield on_disk
+        yield rows
+        yield ConsoleCollector._oldest_event_age()
+        yield from ConsoleCollector._last_purge()
+
+    @staticmethod
+    def _oldest_event_age() -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "console_oldest_event_age_seconds",
+            "Age of the oldest stored event, per source (sources storing none are left out).",
+            labels=["source"],
+        )
+        now = timezone.now()
+        for oldest in sizes.oldest_events():
+            if oldest.received_at is not None:
+                family.add_metric([oldest.slug], (now - oldest.received_at).total_seconds())
+        return family
+
+    @staticmethod
+    def _last_purge() -> Iterator[GaugeMetricFamily]:
+        """The last purge that is not running; no samples before the first one."""
+        run = sizes.last_purge()
+        figures = {
+            "console_last_purge_timestamp_seconds": ("When the last purge finished (Unix time).", "finished"),
+            "console_last_purge_duration_seconds": ("How long the last purge took.", "duration"),
+            "console_last_purge_rows_removed": ("Rows the last purge removed, every step together.", "rows"),
+            "console_last_purge_partitions_dropped": ("Event partitions the last purge dropped whole.", "partitions"),
+        }
+        values = {}
+        if run is not None and run.finished_at is not None:
+            values = {
+                "finished": run.finished_at.timestamp(),
+                "duration": run.duration.total_seconds(),
+                "rows": run.rows_removed,
+                "partitions": run.partitions_dropped,
+            }
+        for name, (documentation, key) in figures.items():
+            family = GaugeMetricFamily(name, documentation)
+            if key in values:
+                family.add_metric([], values[key])
+            yield family
 
     @staticmethod
     def _task_queue_depth() -> GaugeMetricFamily | None:
