@@ -31,6 +31,9 @@ DAYS_AHEAD = 7
 # Creators take turns (two processes making the same day would collide on its name).
 _CREATE_LOCK_KEY = 0x70617274  # "part"
 
+# How long creating a partition may wait for a lock before it fails (rather than hang a request).
+LOCK_TIMEOUT = 5.0
+
 _covered: set[date] = set()
 _covered_lock = threading.Lock()
 
@@ -65,21 +68,39 @@ def cover(moments: Iterable[datetime]) -> None:
 
 
 def ensure(days: Iterable[date]) -> list[str]:
-    """Create the partitions these days lack, committed at once whatever transaction the caller is in."""
+    """Create the partitions these days lack; return their names.
+
+    Outside a transaction they are made on a connection of our own, committed at once. Inside one
+    they are made in it: ATTACH takes SHARE ROW EXCLUSIVE on the tables the foreign keys point to,
+    which the caller's transaction may hold in a conflicting mode (it wrote a source or an
+    incident), so another connection would wait for it for ever. Those are not remembered as made:
+    the transaction may still roll back.
+    """
     wanted = set(days)
     with _covered_lock:
-        created = []
-        if wanted - {p.day for p in attached()}:
-            with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK_KEY])
-                existing = {p.day for p in attached(own)}
-                for day in sorted(wanted - existing):
-                    _create(cursor, day)
-                    created.append(name_for(day))
-                cursor.execute("COMMIT")
+        if not wanted - {p.day for p in attached()}:
+            _covered.update(wanted)
+            return []
+        if connection.in_atomic_block:
+            with connection.cursor() as cursor:
+                return _create_missing(cursor, connection, wanted)
+        with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
+            cursor.execute("BEGIN")
+            created = _create_missing(cursor, own, wanted)
+            cursor.execute("COMMIT")
         _covered.update(wanted)
         return created
+
+
+def _create_missing(cursor, using, wanted: set[date]) -> list[str]:
+    cursor.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'")
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK_KEY])
+    existing = {p.day for p in attached(using)}
+    created = []
+    for day in sorted(wanted - existing):
+        _create(cursor, day)
+        created.append(name_for(day))
+    return created
 
 
 def ensure_ahead(today: date | None = None) -> list[str]:
@@ -112,11 +133,17 @@ def expired(cutoff: datetime) -> list[Partition]:
 
 def drop(partition: Partition) -> None:
     """Detach the partition without blocking ingest, then drop it."""
+    # An earlier run interrupted between the two steps of a concurrent detach left it pending.
+    step = "FINALIZE" if partition.detach_pending else "CONCURRENTLY"
     with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
-        # An earlier run interrupted between the two steps of a concurrent detach left it pending.
-        step = "FINALIZE" if partition.detach_pending else "CONCURRENTLY"
-        cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {partition.name} {step}")
-        cursor.execute(f"DROP TABLE {partition.name}")
+        # Not in a transaction (DETACH CONCURRENTLY may not be): a session setting, reset before
+        # the pooled connection goes back.
+        cursor.execute(f"SET lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'")
+        try:
+            cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {partition.name} {step}")
+            cursor.execute(f"DROP TABLE {partition.name}")
+        finally:
+            cursor.execute("RESET lock_timeout")
     with _covered_lock:
         _covered.discard(partition.day)
 

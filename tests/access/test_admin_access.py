@@ -23,7 +23,7 @@ from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 
 from access.services import api_token_create
-from incidents.models import AlertRule, ErrorEvent, Incident, NotificationChannel, Silence
+from incidents.models import AlertRule, ErrorEvent, Incident, NotificationChannel, PurgeRun, Silence
 from resilience.models import Breaker, DegradationFeature, DegradationRule, RateLimitPolicy
 from tests.factories import firing_alert
 from tests.support import native_event
@@ -59,6 +59,8 @@ MODELS = {
     "incidents.silence": ("viewer", "triager", "triager", "triager"),
     "incidents.notificationchannel": ("admin", "admin", "admin", "admin"),
     "incidents.notification": ("admin", NOBODY, NOBODY, NOBODY),
+    "incidents.retentionpolicy": ("viewer", NOBODY, "admin", NOBODY),  # one row, made by a migration
+    "incidents.purgerun": ("viewer", NOBODY, NOBODY, NOBODY),  # written by the purge only
     "resilience.breaker": ("viewer", "admin", "admin", "admin"),
     "resilience.retrypolicy": ("viewer", "admin", "admin", "admin"),
     "resilience.recoverypolicy": ("viewer", "admin", "admin", "admin"),
@@ -73,6 +75,8 @@ MODELS = {
 }
 # django_q registers its queue's page only when the queue is in the database.
 OPTIONAL_MODELS = {"django_q.ormq"}
+# Singletons: the list redirects to the one row's change page.
+REDIRECTING_CHANGELISTS = {"incidents.retentionpolicy"}
 # Change views that take GET only: a POST is refused with 405 whoever sends it.
 GET_ONLY_CHANGE_VIEWS = {"incidents.incident", "incidents.errorevent"}
 # Who may open each app's index page (below: 404, as Django answers for an app you have nothing in).
@@ -121,7 +125,9 @@ def model_checks(label: str, obj) -> dict[str, list[Check]]:
     url["add"] = reverse(f"admin:{prefix}_add")
     change_refused = 405 if label in GET_ONLY_CHANGE_VIEWS else 403
     return {
-        f"{prefix}_changelist": [Check("get", url["changelist"], by_role(view, 200))],
+        f"{prefix}_changelist": [
+            Check("get", url["changelist"], by_role(view, 302 if label in REDIRECTING_CHANGELISTS else 200))
+        ],
         f"{prefix}_add": [Check("get", url["add"], by_role(add, 200)), Check("post", url["add"], below(add), {})],
         f"{prefix}_change": [
             Check("get", url["change"], by_role(view, 200)),
@@ -227,6 +233,7 @@ def world(client, source, ingest_key, digest, django_user_model):
     rule.channels.add(*made)
     alert = firing_alert(rule)
     Silence.objects.create(comment="walk", created_by="test", ends_at=timezone.now() + timedelta(days=1))
+    PurgeRun.objects.create(trigger="command", status=PurgeRun.Status.FINISHED, finished_at=timezone.now())
     Breaker.objects.get_or_create(name="payments-api")
     RateLimitPolicy.objects.get_or_create(name="walk")
     DegradationFeature.objects.get_or_create(name="walk")

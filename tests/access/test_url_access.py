@@ -73,6 +73,7 @@ EXPECTED = {
     "circuit-breaker-auto": [("post", "admin")],
     "rate-limit-status": [("get", "viewer")],
     "system-health": [("get", "viewer")],
+    "retention": [("get", "viewer"), ("patch", "admin")],
     "degradation-mode": [("get", "viewer")],
     "schema": [("get", "viewer")],
     "swagger-ui": [("get", "viewer")],
