@@ -4,12 +4,15 @@ The policy page also shows what the policy governs: table sizes, the oldest stor
 source and the last purge (read through incidents.retention.sizes, cached a few seconds).
 """
 
+from datetime import UTC
+
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
 from access.roles import Role, role_of
 from incidents.admin.mixins import ReadOnly
@@ -100,7 +103,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
                 age, verdict = "no stored event", ""
             else:
                 days = (now - oldest.received_at).total_seconds() / 86400
-                age = f"{oldest.received_at:%Y-%m-%d %H:%M} ({days:.1f} days ago)"
+                age = f"{_utc(oldest.received_at)} ({timesince(oldest.received_at, now)} ago)"
                 verdict = "past retention: the next purge removes it" if days > oldest.retention_days else "within"
             rows.append((oldest.source, age, f"{oldest.retention_days} days", verdict))
         return panel(("source", "oldest event", "kept", "retention"), rows)
@@ -109,14 +112,14 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     def last_purge(self, policy: RetentionPolicy) -> str:
         running = sizes.running_purge()
         run = sizes.last_purge()
-        note = format_html("<p>A purge is running (started {}).</p>", running.started_at) if running else ""
+        note = format_html("<p>A purge is running (started {}).</p>", _utc(running.started_at)) if running else ""
         if run is None:
             return format_html("{}<p>No purge has run yet.</p>", note)
         summary = panel(
             ("finished", "trigger", "status", "took", "rows removed", "partitions dropped", "freed"),
             [
                 (
-                    run.finished_at or "-",
+                    _utc(run.finished_at) if run.finished_at else "-",
                     run.trigger,
                     run.status,
                     human_duration(run),
@@ -126,7 +129,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
                 )
             ],
         )
-        steps = panel(("step", "rows removed"), [(key, f"{rows:,}") for key, rows in run.removed.items()])
+        removed = [(key, f"{rows:,}") for key, rows in run.removed.items() if rows]
+        steps = panel(("step", "rows removed"), removed) if removed else format_html("<p>Nothing was due.</p>")
         error = format_html("<p>Error: {}</p>", run.error) if run.error else ""
         return format_html("{}{}{}{}", note, summary, steps, error)
 
@@ -164,3 +168,7 @@ class PurgeRunAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="duration")
     def took(self, run: PurgeRun) -> str:
         return human_duration(run)
+
+
+def _utc(moment) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
