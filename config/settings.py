@@ -288,10 +288,12 @@ EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
 
 # Retention (the periods themselves are the RetentionPolicy, edited in admin): rows per purge batch,
-# each its own short transaction; a rest between batches, so a purge leaves the database to ingest;
+# each its own short transaction; a rest after each batch of REST_PER_WORK times what it took (at least
+# PAUSE_SECONDS), so a purge takes at most a fifth of the database's time and ingest keeps the rest;
 # and how long one scheduled run may take before it leaves the rest to the next (every 10 minutes).
 RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=1)
 RETENTION_BATCH_PAUSE_SECONDS = env_float("RETENTION_BATCH_PAUSE_SECONDS", 0.05, minimum=0.0)
+RETENTION_REST_PER_WORK = env_float("RETENTION_REST_PER_WORK", 4.0, minimum=0.0)
 RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 300.0, minimum=1.0)
 
 # Live stream: messages are kept this long, so a browser that was away less can catch up exactly.

@@ -336,11 +336,23 @@ class ErrorEvent(models.Model):
     """
 
     # No single-column indexes on the foreign keys: the composite indexes below lead with
-    # them, and every index costs each insert on the hot path.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events", db_index=False)
+    # them, and every index costs each insert on the hot path. No foreign key constraints in the
+    # database either (Django still cascades deletes): each would lock the source row of every
+    # inserted event (FOR KEY SHARE, contended by every writer), and on PostgreSQL dropping an
+    # expired partition would lock the sources, incidents and error types tables, deadlocking
+    # with the digest, which writes them.
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
+    )
     event_id = models.UUIDField()
     incident = models.ForeignKey(
-        Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="events", db_index=False
+        Incident,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
@@ -371,7 +383,13 @@ class ErrorEvent(models.Model):
     title = models.CharField(max_length=255, blank=True)
     culprit = models.CharField(max_length=255, blank=True)
     error_type = models.ForeignKey(
-        ErrorType, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+        ErrorType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     severity = models.PositiveSmallIntegerField(choices=Severity.choices, null=True, blank=True)
 
@@ -399,7 +417,8 @@ class EventReceipt(models.Model):
     """
 
     pk = models.CompositePrimaryKey("source", "event_id")
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No constraint, as on ErrorEvent: it would lock the source row of every receipt inserted.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     event_id = models.UUIDField()
     received_at = models.DateTimeField()
 

@@ -24,6 +24,7 @@ class Migration(migrations.Migration):
                 (
                     "source",
                     models.ForeignKey(
+                        db_constraint=False,
                         db_index=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
@@ -159,6 +160,44 @@ class Migration(migrations.Migration):
         migrations.RemoveConstraint(
             model_name="errorevent",
             name="event_unique_per_source",
+        ),
+        # The event table's foreign keys without database constraints (see ErrorEvent).
+        migrations.AlterField(
+            model_name="errorevent",
+            name="error_type",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="incidents.errortype",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="errorevent",
+            name="incident",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="events",
+                to="incidents.incident",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="errorevent",
+            name="source",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="events",
+                to="incidents.source",
+            ),
         ),
         migrations.AddField(
             model_name="source",

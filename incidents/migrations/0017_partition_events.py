@@ -3,8 +3,8 @@
 The rows are copied into a partitioned table of the same columns, with a partition for each
 day that has events and for the next days, and the old table is dropped. The primary key
 becomes (id, received_at), as a partitioned table requires; ids keep counting from where they
-were. On a large database this copies every event once: run it in a quiet hour. SQLite keeps
-its plain table.
+were. The table has no foreign key constraints (0015 removed them: see ErrorEvent). On a large
+database this copies every event once: run it in a quiet hour. SQLite keeps its plain table.
 """
 
 from datetime import UTC, datetime, time, timedelta
@@ -14,11 +14,6 @@ from django.db import migrations
 TABLE = "incidents_errorevent"
 NEW = "incidents_errorevent_partitioned"
 DAYS_AHEAD = 7
-FOREIGN_KEYS = {
-    "source_id": "incidents_source",
-    "incident_id": "incidents_incident",
-    "error_type_id": "incidents_errortype",
-}
 
 
 def partition(apps, schema_editor):
@@ -46,11 +41,6 @@ def partition(apps, schema_editor):
         cursor.execute(f"DROP TABLE {TABLE}")
         cursor.execute(f"ALTER TABLE {NEW} RENAME TO {TABLE}")
         cursor.execute(f"ALTER TABLE {TABLE} RENAME CONSTRAINT {TABLE}_pkey_partitioned TO {TABLE}_pkey")
-        for column, target in FOREIGN_KEYS.items():
-            cursor.execute(
-                f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_{column}_fk FOREIGN KEY ({column}) "
-                f"REFERENCES {target} (id) DEFERRABLE INITIALLY DEFERRED"
-            )
     model = apps.get_model("incidents", "ErrorEvent")
     for index in model._meta.indexes:
         schema_editor.add_index(model, index)

@@ -68,26 +68,18 @@ def cover(moments: Iterable[datetime]) -> None:
 
 
 def ensure(days: Iterable[date]) -> list[str]:
-    """Create the partitions these days lack; return their names.
-
-    Outside a transaction they are made on a connection of our own, committed at once. Inside one
-    they are made in it: ATTACH takes SHARE ROW EXCLUSIVE on the tables the foreign keys point to,
-    which the caller's transaction may hold in a conflicting mode (it wrote a source or an
-    incident), so another connection would wait for it for ever. Those are not remembered as made:
-    the transaction may still roll back.
-    """
+    """Create the partitions these days lack, committed at once whatever transaction the caller is in;
+    return their names. (The table has no foreign key constraints, so ATTACH locks nothing the
+    caller's transaction may hold: it takes SHARE UPDATE EXCLUSIVE on the table, which inserts and
+    reads do not conflict with.)"""
     wanted = set(days)
     with _covered_lock:
-        if not wanted - {p.day for p in attached()}:
-            _covered.update(wanted)
-            return []
-        if connection.in_atomic_block:
-            with connection.cursor() as cursor:
-                return _create_missing(cursor, connection, wanted)
-        with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
-            cursor.execute("BEGIN")
-            created = _create_missing(cursor, own, wanted)
-            cursor.execute("COMMIT")
+        created: list[str] = []
+        if wanted - {p.day for p in attached()}:
+            with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
+                cursor.execute("BEGIN")
+                created = _create_missing(cursor, own, wanted)
+                cursor.execute("COMMIT")
         _covered.update(wanted)
         return created
 

@@ -196,25 +196,17 @@ class EventsOverCap(Step):
 class ExpiredReceipts(Step):
     key, label = "event_receipts", "event receipts past retention (a repeat after this is stored anew)"
 
-    def _selections(self) -> Iterator[models.QuerySet]:
-        for source in self.plan.sources:
-            yield EventReceipt.objects.filter(source_id=source.pk, received_at__lt=self.plan.receipt_cutoff(source))
-
     def estimate(self) -> Removed:
-        rows = sum(selection.count() for selection in self._selections())
+        rows = sum(
+            EventReceipt.objects.filter(source_id=source.pk, received_at__lt=self.plan.receipt_cutoff(source)).count()
+            for source in self.plan.sources
+        )
         return Removed(rows, rows * sizes.bytes_per_row(EventReceipt))
 
     def batches(self) -> Iterator[Removed]:
         width = sizes.bytes_per_row(EventReceipt)
-        for selection in self._selections():
-            while True:
-                keys = list(selection.values_list("source_id", "event_id")[: self.plan.batch_rows])
-                if not keys:
-                    break
-                source_id = keys[0][0]
-                deleted, _ = EventReceipt.objects.filter(
-                    source_id=source_id, event_id__in=[k for _, k in keys]
-                ).delete()
+        for source in self.plan.sources:
+            while deleted := _delete_receipts(source.pk, self.plan.receipt_cutoff(source), self.plan.batch_rows):
                 yield Removed(deleted, deleted * width)
 
 
@@ -386,7 +378,9 @@ def run(
     """Apply the policy in batches; return the run's record, or None if another run holds the claim.
 
     `time_budget` (seconds) stops the run after the batch that passes it (the schedule's runs stay
-    short); `pause` rests between batches so the purge leaves the database to ingest.
+    short). Between batches the run rests RETENTION_REST_PER_WORK times as long as the batch took,
+    and at least `pause` seconds, so that on a busy machine the purge takes a bounded share of the
+    database's time and ingest keeps the rest; `pause=0` does not rest at all.
     """
     record = claim(trigger)
     if record is None:
@@ -396,10 +390,11 @@ def run(
     if partitions.enabled():
         partitions.ensure_ahead()
     plan = plan or Plan(RetentionPolicy.current(), timezone.now())
-    beat = time.monotonic()
+    beat = worked_from = time.monotonic()
     try:
         for step in steps(plan):
             for removed in step.batches():
+                worked = time.monotonic() - worked_from
                 _add(record, step.key, removed)
                 if progress:
                     progress(step, removed)
@@ -410,7 +405,9 @@ def run(
                     record.status = PurgeRun.Status.PARTIAL
                     return record
                 if pause:
-                    time.sleep(pause)  # not synchronisation: leaves the database to ingest between batches
+                    # Not synchronisation: leaves the database to ingest between batches.
+                    time.sleep(max(pause, settings.RETENTION_REST_PER_WORK * worked))
+                worked_from = time.monotonic()
         record.status = PurgeRun.Status.FINISHED
         return record
     except KeyboardInterrupt:
@@ -464,6 +461,21 @@ def _delete_events_in_batches(selection: models.QuerySet, batch_rows: int) -> It
             id__in=[pk for pk, _ in keys], received_at__gte=keys[0][1], received_at__lte=keys[-1][1]
         ).delete()
         yield deleted
+
+
+def _delete_receipts(source_id: int, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the source's oldest receipts from before `before`, in one statement: the
+    rows are found on the received_at index and deleted by their physical address, with no key
+    going through Python (750,000 receipts are a day of a busy console)."""
+    table = EventReceipt._meta.db_table
+    address = "ctid" if connection.vendor == "postgresql" else "rowid"
+    found = f"SELECT {address} FROM {table} WHERE source_id = %s AND received_at < %s ORDER BY received_at LIMIT %s"
+    match = f"ctid = ANY(ARRAY({found}))" if address == "ctid" else f"rowid IN ({found})"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE {match}", [source_id, connection.ops.adapt_datetimefield_value(before), limit]
+        )
+        return cursor.rowcount
 
 
 def _rows_of(partition: partitions.Partition) -> int:

@@ -90,7 +90,7 @@ def test_events_past_retention_go_and_newer_ones_stay(source):
     removed = record.removed.get("event_partitions", 0) + record.removed.get("events", 0)
     assert removed == 3
     if connection.vendor == "postgresql":
-        assert record.partitions_dropped == 1  # the day 40 days ago, as a whole
+        assert record.partitions_dropped >= 1  # the day 40 days ago, as a whole (and older, empty ones)
         assert partitions.name_for((NOW - timedelta(days=40)).date()) not in {p.name for p in partitions.attached()}
 
 
