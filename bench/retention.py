@@ -2,7 +2,7 @@
 
     BENCH_REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python bench/retention.py [--events 3000000]
         [--seconds 20] [--connections 4] [--generators own,wrk] [--server production] [--pause SECONDS]
-        [--without-event-foreign-keys] [--keep]
+        [--keep]
 
 Creates the database `bench_retention` (on BENCH_POSTGRES_URL), migrates it, creates a source and
 its ingest key (`manage.py createsource`), and writes 40 whole days of history before today
@@ -23,9 +23,7 @@ Prints how long generation took; disk before and after the first purge (pg_datab
 table's partitions, the receipts, the rollups) and the bytes freed; per purge its duration and what
 it removed; and a table of ingest throughput and p99 without and during the purge, with the ratios
 against the targets (at least 90 % of the throughput, p99 at most 1.5 times). The database is
-dropped at the end unless `--keep`. `--without-event-foreign-keys` drops the event table's foreign
-keys before the history is written, to compare: dropping a partition that has them locks the
-tables they reference (sources, incidents, error types), which ingest and the digest use.
+dropped at the end unless `--keep`.
 """
 
 import argparse
@@ -193,9 +191,6 @@ class History:
         start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
         bounds = {"start": start, "end": start + timedelta(days=1)}
         with connect(self.url) as conn:
-            # No foreign key checks on rows made consistent by construction: two writers locking the same
-            # incident rows FOR KEY SHARE fill multixacts, and a refill after a purge slowed tenfold on them.
-            conn.execute("SET session_replication_role = replica")
             conn.execute(
                 EVENTS_SQL,
                 {
@@ -236,8 +231,6 @@ class BenchServer(Running):
                 "UPDATE incidents_retentionpolicy SET event_days = %s, minute_rollup_days = %s",
                 [RETENTION_DAYS, RETENTION_DAYS],
             )
-            if self.args.without_event_foreign_keys:
-                drop_event_foreign_keys(conn)
         self.history = History(self.database_url, source_id, self.args.events, self.args.incidents)
         started = time.monotonic()
         self.ensure_partitions(self.history.days())
@@ -273,15 +266,6 @@ class BenchServer(Running):
         tables = [name_for(day) for day in days] + ["incidents_eventreceipt", *MINUTE_TABLES]
         vacuum(self.database_url, tables)
         print(f"  the {EXPIRED_DAYS} oldest days written again in {time.monotonic() - started:.0f} s", flush=True)
-
-
-def drop_event_foreign_keys(conn: psycopg.Connection) -> None:
-    """Drop the event table's foreign keys (and so its partitions'): what `db_constraint=False` would give."""
-    names = conn.execute(
-        "SELECT conname FROM pg_constraint WHERE conrelid = 'incidents_errorevent'::regclass AND contype = 'f'"
-    ).fetchall()
-    for (name,) in names:
-        conn.execute(f"ALTER TABLE incidents_errorevent DROP CONSTRAINT {name}")
 
 
 def vacuum(url: str, tables: list[str] = ()) -> None:
@@ -526,11 +510,6 @@ def main() -> None:
     parser.add_argument("--generators", default="own,wrk", help="own (bench/ingest.py's), wrk, or both")
     parser.add_argument("--server", default="production", help="a server of bench/servers.py")
     parser.add_argument("--pause", type=float, default=None, help="purge --pause (default: the setting)")
-    parser.add_argument(
-        "--without-event-foreign-keys",
-        action="store_true",
-        help="drop the event table's foreign keys first, to compare: dropping a partition then locks no other table",
-    )
     parser.add_argument("--keep", action="store_true", help=f"keep the database {DATABASE}")
     args = parser.parse_args()
     counts = [int(n) for n in args.connections.split(",")]
