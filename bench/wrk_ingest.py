@@ -87,8 +87,9 @@ def run_wrk(url: str, script: Path, connections: int, duration: float) -> dict:
         check=True,
     ).stdout  # fmt: skip
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    elapsed, unit = re.search(r"requests in ([\d.]+)(m?s)", out).groups()
-    seconds = float(elapsed) / (1000 if unit == "ms" else 1)
+    # wrk says "in 10.01s", "in 1.05m" past a minute.
+    elapsed, unit = re.search(r"requests in ([\d.]+)(ms|s|m|h)", out).groups()
+    seconds = float(elapsed) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     failed = int(failed.group(1)) if failed else 0
