@@ -290,11 +290,19 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "incident-console@localhost")
 # Retention (the periods themselves are the RetentionPolicy, edited in admin): rows per purge batch,
 # each its own short transaction; a rest after each batch of REST_PER_WORK times what it took (at least
 # PAUSE_SECONDS), so a purge takes at most a fifth of the database's time and ingest keeps the rest;
-# and how long one scheduled run may take before it leaves the rest to the next (every 10 minutes).
+# and how long one scheduled run may take before it leaves the rest to the next (every 10 minutes),
+# within the worker's task timeout.
 RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 2000, minimum=1)
+MAX_RETENTION_REST_SECONDS = 30.0  # the longest rest between two batches (and a batch's margin)
 RETENTION_BATCH_PAUSE_SECONDS = env_float("RETENTION_BATCH_PAUSE_SECONDS", 0.05, minimum=0.0)
 RETENTION_REST_PER_WORK = env_float("RETENTION_REST_PER_WORK", 4.0, minimum=0.0)
-RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 300.0, minimum=1.0)
+RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 60.0, minimum=1.0)
+if Q_CLUSTER["timeout"] - MAX_RETENTION_REST_SECONDS < RETENTION_RUN_SECONDS:
+    # django-q2 kills a task at its timeout, before the run can record how far it got.
+    raise ImproperlyConfigured(
+        f"RETENTION_RUN_SECONDS must be at most {Q_CLUSTER['timeout'] - MAX_RETENTION_REST_SECONDS:g}: "
+        f"the worker stops a task after {Q_CLUSTER['timeout']} s"
+    )
 
 # Live stream: messages are kept this long, so a browser that was away less can catch up exactly.
 LIVE_MESSAGE_RETENTION_SECONDS = env_int("LIVE_MESSAGE_RETENTION_SECONDS", 3600, minimum=60)

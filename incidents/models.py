@@ -233,6 +233,9 @@ class Incident(models.Model):
     muted_until = models.DateTimeField(null=True, blank=True)
     unmute_after_events = models.PositiveIntegerField(null=True, blank=True)
     unmute_window_minutes = models.PositiveIntegerField(null=True, blank=True)
+    capped_at_event_count = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False, help_text="event_count when the retention cap last trimmed its events."
+    )
 
     class Meta:
         ordering = ["-last_seen"]
@@ -423,7 +426,8 @@ class EventReceipt(models.Model):
     received_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["received_at"], name="event_receipt_received")]
+        # Per source, oldest first: what the purge deletes, for each source at its own cut-off.
+        indexes = [models.Index(fields=["source", "received_at"], name="event_receipt_received")]
 
 
 class IncidentMinute(models.Model):
@@ -451,13 +455,21 @@ class IncidentHour(models.Model):
         indexes = [models.Index(fields=["hour"], include=["incident", "count"], name="incident_hour_time")]
 
 
-class SourceMinute(models.Model):
-    """Events per source, error type, severity and environment per minute: thresholds read this."""
+class SourceRollup(models.Model):
+    """What the per-source rollups count by: source, error type, severity and environment."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
     error_type = models.ForeignKey(ErrorType, on_delete=models.CASCADE, related_name="+")
     severity = models.PositiveSmallIntegerField(choices=Severity.choices)
     environment = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class SourceMinute(SourceRollup):
+    """Events per source, error type, severity and environment per minute: thresholds read this."""
+
     minute = models.DateTimeField()
     count = models.PositiveIntegerField()
 
@@ -474,7 +486,7 @@ class SourceMinute(models.Model):
         ]
 
 
-class SourceHour(models.Model):
+class SourceHour(SourceRollup):
     """Events per source, error type, severity and environment per hour: long charts and totals.
 
     Kept longer than the minute rollups, so charts over weeks and the ingested-events counter do
@@ -484,10 +496,6 @@ class SourceHour(models.Model):
 
     FOLDED_HOUR = datetime(1970, 1, 1, tzinfo=UTC)
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
-    error_type = models.ForeignKey(ErrorType, on_delete=models.CASCADE, related_name="+")
-    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
-    environment = models.CharField(max_length=64, blank=True)
     hour = models.DateTimeField()
     count = models.PositiveBigIntegerField()
 

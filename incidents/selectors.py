@@ -8,6 +8,7 @@ from functools import cached_property
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from incidents.models import (
@@ -331,10 +332,16 @@ def error_counts(selection: EventSelection, since: datetime) -> dict:
 def event_series(selection: EventSelection, since: datetime, *, hourly: bool) -> list[tuple[datetime, int]]:
     """Events per minute (or hour) since `since`, every bucket present (zeros included), oldest first.
 
-    Hourly series read the hour rollups, from the hour `since` falls in, so they outlive the minute rollups.
+    Hourly series of windows longer than a day read the hour rollups (from the hour `since` falls in), so
+    they outlive the minute rollups; shorter ones count the minute rollups per hour, from `since` exactly,
+    as their totals and top error types do.
     """
-    if hourly:
+    if hourly and timezone.now() - since > LONG_WINDOW:
         counts = selection.source_hours(since).values(bucket=F("hour")).annotate(total=Sum("count"))
+        step, start = timedelta(hours=1), _hour_of(since)
+    elif hourly:
+        counts = selection.source_minutes(since).annotate(bucket=TruncHour("minute")).values("bucket")
+        counts = counts.annotate(total=Sum("count"))
         step, start = timedelta(hours=1), _hour_of(since)
     else:
         counts = selection.source_minutes(since).values(bucket=F("minute")).annotate(total=Sum("count"))

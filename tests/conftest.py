@@ -19,6 +19,7 @@ from incidents import services
 from incidents.ingest import endpoints, quotas
 from incidents.ingest.classification import forget_rules
 from incidents.ingest.digest import digest_pending
+from incidents.retention import partitions, sizes
 from resilience import process_runtime
 from tests.factories import alert_rule, webhook_channel
 from tests.receivers import Receiver
@@ -139,6 +140,16 @@ def fresh_key_cache():
 def no_digest_wakeups(settings):
     """In-process tests digest explicitly; live tests run a real worker in their own processes."""
     settings.INGEST_WAKE_DIGEST = False
+
+
+@pytest.fixture(autouse=True)
+def fresh_retention_figures():
+    """Forget cached table sizes and the days known to have partitions: each test's database differs."""
+    sizes.forget()
+    partitions.forget()
+    yield
+    sizes.forget()
+    partitions.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -194,6 +194,11 @@ FAST_PATH_PARAMS = [
 ]
 
 
+# A purge detaches expired partitions concurrently, which on PostgreSQL waits for every transaction that
+# touched the event table, a test's own included: tests that purge commit as they go.
+PURGING = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
 def database_url_for_processes() -> str:
     """The DATABASE_URL that lets a separate process use this test's database."""
     settings = connection.settings_dict

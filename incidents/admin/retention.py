@@ -102,9 +102,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             if oldest.received_at is None:
                 age, verdict = "no stored event", ""
             else:
-                days = (now - oldest.received_at).total_seconds() / 86400
                 age = f"{_utc(oldest.received_at)} ({timesince(oldest.received_at, now)} ago)"
-                verdict = "past retention: the next purge removes it" if days > oldest.retention_days else "within"
+                verdict = "past retention: the next purge removes it" if oldest.due else "within"
             rows.append((oldest.source, age, f"{oldest.retention_days} days", verdict))
         return panel(("source", "oldest event", "kept", "retention"), rows)
 

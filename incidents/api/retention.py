@@ -40,16 +40,16 @@ class OldestEventSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField(allow_null=True, help_text="Null: the source stores no event.")
     age_seconds = serializers.SerializerMethodField()
     retention_days = serializers.IntegerField(help_text="Days this source's events are kept.")
-    past_retention = serializers.SerializerMethodField(help_text="True when the next purge removes it.")
+    past_retention = serializers.BooleanField(
+        source="due",
+        help_text="True when the next purge removes it (on PostgreSQL events go with their whole day, so "
+        "up to a day after their retention).",
+    )
 
     def get_age_seconds(self, oldest: sizes.OldestEvent) -> int | None:
         if oldest.received_at is None:
             return None
         return int((timezone.now() - oldest.received_at).total_seconds())
-
-    def get_past_retention(self, oldest: sizes.OldestEvent) -> bool:
-        age = self.get_age_seconds(oldest)
-        return age is not None and age > oldest.retention_days * 86400
 
 
 class PurgeSummarySerializer(serializers.Serializer):

@@ -200,6 +200,16 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.AddField(
+            model_name="incident",
+            name="capped_at_event_count",
+            field=models.PositiveBigIntegerField(
+                blank=True,
+                editable=False,
+                help_text="event_count when the retention cap last trimmed its events.",
+                null=True,
+            ),
+        ),
+        migrations.AddField(
             model_name="source",
             name="event_retention_days",
             field=models.PositiveIntegerField(
@@ -238,7 +248,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="eventreceipt",
-            index=models.Index(fields=["received_at"], name="event_receipt_received"),
+            index=models.Index(fields=["source", "received_at"], name="event_receipt_received"),
         ),
         migrations.AddIndex(
             model_name="sourcehour",

@@ -3,8 +3,10 @@
 The rows are copied into a partitioned table of the same columns, with a partition for each
 day that has events and for the next days, and the old table is dropped. The primary key
 becomes (id, received_at), as a partitioned table requires; ids keep counting from where they
-were. The table has no foreign key constraints (0015 removed them: see ErrorEvent). On a large
-database this copies every event once: run it in a quiet hour. SQLite keeps its plain table.
+were. Ingest's writes wait while it runs (better stop the web processes for it: a write that waited
+then fails, and its client is answered with an error it retries; no accepted event is lost). The
+table has no foreign key constraints (0015 removed them: see ErrorEvent). On a large database this
+copies every event once: run it in a quiet hour. SQLite keeps its plain table.
 """
 
 from datetime import UTC, datetime, time, timedelta
@@ -34,6 +36,8 @@ def partition(apps, schema_editor):
                 f"CREATE TABLE {TABLE}_p{day:%Y%m%d} PARTITION OF {NEW} FOR VALUES FROM (%s) TO (%s)",
                 [start, start + timedelta(days=1)],
             )
+        # Writes wait until the migration commits (reads go on): none can land in the old table after the copy.
+        cursor.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")
         cursor.execute(f"INSERT INTO {NEW} SELECT * FROM {TABLE}")
         cursor.execute(
             f"SELECT setval(pg_get_serial_sequence('{NEW}', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM {TABLE}), false)"
@@ -46,8 +50,30 @@ def partition(apps, schema_editor):
         schema_editor.add_index(model, index)
 
 
+def unpartition(apps, schema_editor):
+    """Back to one plain table (the rows copied, the partitions dropped with the partitioned table)."""
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {NEW} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE "
+            "INCLUDING COMPRESSION INCLUDING IDENTITY)"
+        )
+        cursor.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")
+        cursor.execute(f"INSERT INTO {NEW} SELECT * FROM {TABLE}")
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{NEW}', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM {TABLE}), false)"
+        )
+        cursor.execute(f"DROP TABLE {TABLE}")
+        cursor.execute(f"ALTER TABLE {NEW} RENAME TO {TABLE}")
+        cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey PRIMARY KEY (id)")
+    model = apps.get_model("incidents", "ErrorEvent")
+    for index in model._meta.indexes:
+        schema_editor.add_index(model, index)
+
+
 class Migration(migrations.Migration):
     # Not atomic per statement list: the copy and the swap still run in the migration's transaction.
     dependencies = [("incidents", "0016_retention_data")]
 
-    operations = [migrations.RunPython(partition, migrations.RunPython.noop, elidable=False)]
+    operations = [migrations.RunPython(partition, unpartition, elidable=False)]

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from incidents.models import ErrorEvent
 
@@ -68,18 +68,26 @@ def cover(moments: Iterable[datetime]) -> None:
 
 
 def ensure(days: Iterable[date]) -> list[str]:
-    """Create the partitions these days lack, committed at once whatever transaction the caller is in;
-    return their names. (The table has no foreign key constraints, so ATTACH locks nothing the
-    caller's transaction may hold: it takes SHARE UPDATE EXCLUSIVE on the table, which inserts and
-    reads do not conflict with.)"""
+    """Create the partitions these days lack, committed at once; return their names.
+
+    On the caller's connection when it is not in a transaction (the writer's: ingest never waits
+    for a second connection from the pool); inside one, on a connection of our own, so that the
+    partition stands even if the caller's transaction rolls back. The table has no foreign key
+    constraints, so ATTACH locks nothing a caller's transaction may hold: it takes SHARE UPDATE
+    EXCLUSIVE on the table, which inserts and reads do not conflict with.
+    """
     wanted = set(days)
     with _covered_lock:
         created: list[str] = []
         if wanted - {p.day for p in attached()}:
-            with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
-                cursor.execute("BEGIN")
-                created = _create_missing(cursor, own, wanted)
-                cursor.execute("COMMIT")
+            if connection.in_atomic_block:
+                with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
+                    cursor.execute("BEGIN")
+                    created = _create_missing(cursor, own, wanted)
+                    cursor.execute("COMMIT")
+            else:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    created = _create_missing(cursor, connection, wanted)
         _covered.update(wanted)
         return created
 

@@ -13,7 +13,7 @@ constraint allows only once; a run whose heartbeat stopped is marked interrupted
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,6 +36,7 @@ from incidents.models import (
     SourceMinute,
 )
 from incidents.retention import partitions, sizes
+from incidents.retention.plan import Plan
 from resilience.models import BreakerTransition, BreakerWindow
 
 logger = logging.getLogger(__name__)
@@ -58,50 +59,6 @@ class Removed:
         self.bytes += other.bytes
         self.partitions += other.partitions
         return self
-
-
-@dataclass
-class Plan:
-    """The policy as it stands at `now`, and the cut-offs it gives each source."""
-
-    policy: RetentionPolicy
-    now: datetime
-    batch_rows: int = field(default_factory=lambda: settings.RETENTION_BATCH_ROWS)
-    sources: list[Source] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.sources:
-            self.sources = list(Source.objects.order_by("pk"))
-
-    def days(self, source: Source) -> int:
-        return self.policy.event_days_for(source)
-
-    @property
-    def longest_days(self) -> int:
-        return max([self.policy.event_days, *(self.days(source) for source in self.sources)])
-
-    @property
-    def partition_cutoff(self) -> datetime:
-        """Partitions whose whole day is before this go (PostgreSQL)."""
-        return self.now - timedelta(days=self.longest_days)
-
-    def event_cutoff(self, source: Source) -> datetime:
-        return self.now - timedelta(days=self.days(source))
-
-    def rows_deleted_for(self, source: Source) -> bool:
-        """Whether the source's expired events are deleted as rows: whole partitions go only at the
-        longest retention, so on PostgreSQL only sources kept shorter need row deletes."""
-        return not partitions.enabled() or self.days(source) < self.longest_days
-
-    def receipt_cutoff(self, source: Source) -> datetime:
-        """Receipts go with their events: at the source's cut-off, or with the last dropped partition."""
-        if self.rows_deleted_for(source):
-            return self.event_cutoff(source)
-        cutoff = self.partition_cutoff
-        return cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
-
-    def cutoff(self, days: int) -> datetime:
-        return self.now - timedelta(days=days)
 
 
 class Step:
@@ -156,15 +113,19 @@ class ExpiredEvents(Step):
 class EventsOverCap(Step):
     key, label = "events_over_cap", "events beyond the per-incident cap (the first and newest kept)"
 
-    def _incidents(self) -> list[int]:
+    def _incidents(self) -> list[tuple[int, int]]:
+        """(id, event count) of the incidents that may hold more events than the cap: those that saw
+        more and gained events since they were last trimmed (every one, once the policy changed)."""
         cap, first = self.plan.policy.events_per_incident, self.plan.policy.first_events_per_incident
         if cap is None:
             return []
         found = Incident.objects.filter(event_count__gt=cap + first)  # none stores more events than it saw
         since = _last_complete_run_start()
-        if since is not None:
-            found = found.filter(last_seen__gte=since)  # only incidents that got events since
-        return list(found.order_by("pk").values_list("pk", flat=True))
+        if since is not None and self.plan.policy.updated_at and self.plan.policy.updated_at < since:
+            found = found.filter(
+                Q(capped_at_event_count__isnull=True) | Q(event_count__gt=models.F("capped_at_event_count"))
+            )
+        return list(found.order_by("pk").values_list("pk", "event_count"))
 
     def _beyond(self, incident_id: int) -> models.QuerySet | None:
         """The incident's events older than its newest `cap`, less its first few; None if within the cap."""
@@ -179,18 +140,21 @@ class EventsOverCap(Step):
 
     def estimate(self) -> Removed:
         rows = 0
-        for incident_id in self._incidents():
+        for incident_id, _ in self._incidents():
             beyond = self._beyond(incident_id)
             rows += beyond.count() if beyond is not None else 0
         return Removed(rows, rows * sizes.bytes_per_row(ErrorEvent))
 
     def batches(self) -> Iterator[Removed]:
         width = sizes.bytes_per_row(ErrorEvent)
-        for incident_id in self._incidents():
+        for incident_id, seen in self._incidents():
             beyond = self._beyond(incident_id)
             if beyond is not None:
                 for rows in _delete_events_in_batches(beyond, self.plan.batch_rows):
                     yield Removed(rows, rows * width)
+            # Its count when trimmed (by server-side counting, not the clients' timestamps): the next
+            # run looks at it again only once it has seen more.
+            Incident.objects.filter(pk=incident_id).update(capped_at_event_count=seen)
 
 
 class ExpiredReceipts(Step):
@@ -198,7 +162,7 @@ class ExpiredReceipts(Step):
 
     def estimate(self) -> Removed:
         rows = sum(
-            EventReceipt.objects.filter(source_id=source.pk, received_at__lt=self.plan.receipt_cutoff(source)).count()
+            EventReceipt.objects.filter(source_id=source.pk, received_at__lt=self.plan.removal_cutoff(source)).count()
             for source in self.plan.sources
         )
         return Removed(rows, rows * sizes.bytes_per_row(EventReceipt))
@@ -206,7 +170,7 @@ class ExpiredReceipts(Step):
     def batches(self) -> Iterator[Removed]:
         width = sizes.bytes_per_row(EventReceipt)
         for source in self.plan.sources:
-            while deleted := _delete_receipts(source.pk, self.plan.receipt_cutoff(source), self.plan.batch_rows):
+            while deleted := _delete_receipts(source.pk, self.plan.removal_cutoff(source), self.plan.batch_rows):
                 yield Removed(deleted, deleted * width)
 
 
@@ -288,10 +252,15 @@ class ExpiredIncidents(Step):
     def batches(self) -> Iterator[Removed]:
         for source in self.plan.sources:
             while True:
-                ids = list(self._selection(source).values_list("pk", flat=True)[: self.BATCH])
-                if not ids:
-                    break
                 with transaction.atomic():
+                    # Chosen and locked in the transaction that deletes them: an incident the digest is
+                    # giving a new event waits for, or is skipped by, this (PostgreSQL re-checks the
+                    # status and last_seen of a row it waited for; SQLite's transactions take the
+                    # write lock at their start).
+                    chosen = self._selection(source).select_for_update(of=("self",))
+                    ids = list(chosen.values_list("pk", flat=True)[: self.BATCH])
+                    if not ids:
+                        break
                     _, per_model = Incident.objects.filter(pk__in=ids).delete()
                 yield Removed(per_model.get(Incident._meta.label, 0))
 
@@ -387,28 +356,11 @@ def run(
         return None
     pause = settings.RETENTION_BATCH_PAUSE_SECONDS if pause is None else pause
     deadline = time.monotonic() + time_budget if time_budget is not None else None
-    if partitions.enabled():
-        partitions.ensure_ahead()
-    plan = plan or Plan(RetentionPolicy.current(), timezone.now())
-    beat = worked_from = time.monotonic()
     try:
-        for step in steps(plan):
-            for removed in step.batches():
-                worked = time.monotonic() - worked_from
-                _add(record, step.key, removed)
-                if progress:
-                    progress(step, removed)
-                if time.monotonic() - beat >= HEARTBEAT_EVERY:
-                    _save(record)
-                    beat = time.monotonic()
-                if deadline is not None and time.monotonic() >= deadline:
-                    record.status = PurgeRun.Status.PARTIAL
-                    return record
-                if pause:
-                    # Not synchronisation: leaves the database to ingest between batches.
-                    time.sleep(max(pause, settings.RETENTION_REST_PER_WORK * worked))
-                worked_from = time.monotonic()
-        record.status = PurgeRun.Status.FINISHED
+        if partitions.enabled():
+            partitions.ensure_ahead()
+        plan = plan or Plan(RetentionPolicy.current(), timezone.now())
+        record.status = _apply(record, plan, deadline, pause, progress)
         return record
     except KeyboardInterrupt:
         record.status = PurgeRun.Status.INTERRUPTED
@@ -421,6 +373,31 @@ def run(
         record.finished_at = timezone.now()
         _save(record)
         sizes.forget()
+
+
+def _apply(record: PurgeRun, plan: Plan, deadline: float | None, pause: float, progress: Progress | None) -> str:
+    """Run every step's batches, resting between them; the status the run ends with."""
+    beat = worked_from = time.monotonic()
+    for step in steps(plan):
+        for removed in step.batches():
+            worked = time.monotonic() - worked_from
+            _add(record, step.key, removed)
+            if progress:
+                progress(step, removed)
+            if time.monotonic() - beat >= HEARTBEAT_EVERY:
+                _save(record)
+                beat = time.monotonic()
+            # The longest rest, whatever the last batch took: a run keeps beating well within STALE_AFTER,
+            # and a slow batch (a detach waiting for a long transaction) does not idle it for minutes.
+            longest = settings.MAX_RETENTION_REST_SECONDS
+            left = deadline - time.monotonic() if deadline is not None else longest
+            if left <= 0:
+                return PurgeRun.Status.PARTIAL
+            if pause:
+                # Not synchronisation: leaves the database to ingest between batches.
+                time.sleep(min(max(pause, settings.RETENTION_REST_PER_WORK * worked), longest, left))
+            worked_from = time.monotonic()
+    return PurgeRun.Status.FINISHED
 
 
 def claim(trigger: str) -> PurgeRun | None:

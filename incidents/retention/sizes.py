@@ -13,8 +13,10 @@ from datetime import datetime
 
 from django.apps import apps
 from django.db import DatabaseError, connection, models
+from django.utils import timezone
 
 from incidents.models import ErrorEvent, PurgeRun, RetentionPolicy, Source
+from incidents.retention.plan import Plan
 
 # What an operator reads, largest and most important first; each is the model's own table.
 TABLES = (
@@ -51,6 +53,7 @@ class OldestEvent:
     slug: str
     received_at: datetime | None
     retention_days: int
+    due: bool  # past retention as the purge applies it: the next purge removes it
 
 
 _cache: dict[str, tuple[float, object]] = {}
@@ -85,8 +88,9 @@ def size_of(model: type[models.Model]) -> TableSize:
 
 
 def bytes_per_row(model: type[models.Model]) -> int:
-    """Average bytes a row of the table takes, indexes included (0 when unknown or empty)."""
-    size = size_of(model)
+    """Average bytes a row of the table takes, indexes included (0 when unknown or empty), from the
+    cached figures: a purge asks for each table several times, and SQLite reads dbstat whole."""
+    size = next((found for found in table_sizes() if found.table == model._meta.db_table), None) or size_of(model)
     rows = size.rows if size.rows is not None else model.objects.count()  # never analysed: count once
     if not size.bytes or not rows:
         return 0
@@ -142,9 +146,9 @@ def _sqlite_bytes() -> dict[str, int]:
 
 
 def _read_oldest_events() -> list[OldestEvent]:
-    policy = RetentionPolicy.current()
+    plan = Plan(RetentionPolicy.current(), timezone.now(), sources=list(Source.objects.order_by("name")))
     rows = []
-    for source in Source.objects.order_by("name"):
+    for source in plan.sources:
         # One index probe per source (on every partition's source index), not a scan of all events.
         oldest = (
             ErrorEvent.objects.filter(source=source)
@@ -152,5 +156,6 @@ def _read_oldest_events() -> list[OldestEvent]:
             .values_list("received_at", flat=True)
             .first()
         )
-        rows.append(OldestEvent(source.name, source.slug, oldest, policy.event_days_for(source)))
+        due = oldest is not None and oldest < plan.removal_cutoff(source)
+        rows.append(OldestEvent(source.name, source.slug, oldest, plan.days(source), due))
     return rows

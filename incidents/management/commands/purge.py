@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from incidents.models import PurgeRun, RetentionPolicy
 from incidents.retention import purge, sizes
+from incidents.retention.plan import Plan
 
 
 class Command(BaseCommand):
@@ -32,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError("--time-budget must be above 0 seconds")
         if pause is not None and pause < 0:
             raise CommandError("--pause must be 0 or more seconds")
-        plan = purge.Plan(RetentionPolicy.current(), timezone.now())
+        plan = Plan(RetentionPolicy.current(), timezone.now())
         self._describe_policy(plan)
         found = purge.estimate(plan)
         self._print_table("Would remove" if dry_run else "To remove", [(step.label, r) for step, r in found])
@@ -66,7 +67,7 @@ class Command(BaseCommand):
             raise CommandError(f"another purge is running{since}; try again when it ends")
         self._summary(record)
 
-    def _describe_policy(self, plan: purge.Plan) -> None:
+    def _describe_policy(self, plan: Plan) -> None:
         policy = plan.policy
         overrides = ", ".join(f"{s.slug} {s.event_retention_days}" for s in plan.sources if s.event_retention_days)
         cap = (

@@ -12,28 +12,15 @@ from incidents.ingest import pipeline
 from incidents.ingest.digest import digest_pending
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, Incident, PurgeRun, RetentionPolicy
-from incidents.retention import partitions, purge, sizes
-from tests.support import native_event
+from incidents.retention import partitions, purge
+from tests.support import PURGING, native_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
-# Storing an event of a day with no partition yet makes one on another connection, which on PostgreSQL
-# waits for every transaction that touched the event table: tests that store events commit as they go.
-STORING = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 ROLES = ("anonymous", "viewer", "triager", "admin", "superuser")
 POLICY_LIST = reverse("admin:incidents_retentionpolicy_changelist")
 POLICY = reverse("admin:incidents_retentionpolicy_change", args=[1])
 RUNS = reverse("admin:incidents_purgerun_changelist")
-
-
-@pytest.fixture(autouse=True)
-def fresh_figures():
-    """Forget cached sizes and partitions: each test's database differs from the last one's."""
-    sizes.forget()
-    partitions.forget()
-    yield
-    sizes.forget()
-    partitions.forget()
 
 
 @pytest.fixture
@@ -101,7 +88,7 @@ def test_viewers_and_triagers_see_the_policy_read_only_and_their_posts_are_refus
     assert clients["anonymous"].get(POLICY)["Location"].startswith(reverse("admin:login"))
 
 
-@STORING
+@PURGING
 @pytest.mark.parametrize("role", ["admin", "superuser"])
 def test_the_admin_group_and_superusers_change_the_policy_and_the_next_estimate_uses_it(clients, source, role):
     store(source, days_ago=10)
@@ -185,7 +172,7 @@ def test_an_admin_sets_a_sources_event_retention_and_an_invalid_one_is_refused_o
     assert RetentionPolicy.current().event_days_for(source) == 7
 
 
-@STORING
+@PURGING
 def test_after_a_purge_the_policy_page_shows_sizes_oldest_events_and_the_last_purge(clients, source):
     store(source, days_ago=40, count=3, fingerprint="old")
     store(source, days_ago=1, fingerprint="new")
@@ -202,7 +189,7 @@ def test_after_a_purge_the_policy_page_shows_sizes_oldest_events_and_the_last_pu
     assert reverse("admin:incidents_purgerun_change", args=[record.pk]) in history
 
 
-@STORING
+@PURGING
 def test_an_incident_whose_events_expired_says_so_with_its_sources_retention(clients, source):
     source.event_retention_days = 20
     source.save()
@@ -215,7 +202,7 @@ def test_an_incident_whose_events_expired_says_so_with_its_sources_retention(cli
     assert "<tr><th>Events</th><td>2</td></tr>" in content
 
 
-@STORING
+@PURGING
 def test_an_incident_with_its_events_stored_does_not_say_they_expired(clients, source):
     store(source, days_ago=0)
     content = clients["viewer"].get(reverse("admin:incidents_incident_change", args=[Incident.objects.get().pk]))

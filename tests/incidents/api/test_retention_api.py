@@ -11,26 +11,13 @@ from incidents.ingest import pipeline
 from incidents.ingest.digest import digest_pending
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, PurgeRun, RetentionPolicy
-from incidents.retention import partitions, purge, sizes
+from incidents.retention import partitions, purge
 from tests.api_support import patch_json, token_client
-from tests.support import native_event
+from tests.support import PURGING, native_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
-# Storing an event of a day with no partition yet makes one on another connection, which on PostgreSQL
-# waits for every transaction that touched the event table: tests that store events commit as they go.
-STORING = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 URL = "/api/v1/retention/"
-
-
-@pytest.fixture(autouse=True)
-def fresh_figures():
-    """Forget cached sizes and partitions: each test's database differs from the last one's."""
-    sizes.forget()
-    partitions.forget()
-    yield
-    sizes.forget()
-    partitions.forget()
 
 
 @pytest.fixture
@@ -99,7 +86,7 @@ def test_an_invalid_value_is_refused_naming_the_field_and_nothing_is_written(api
     assert after.timeline_days == before.timeline_days and after.updated_at == before.updated_at
 
 
-@STORING
+@PURGING
 def test_a_valid_patch_takes_effect_for_the_next_purge_estimate(api_as, source):
     store(source, days_ago=10)
     assert expiring_events() == 0  # kept 30 days by default
@@ -142,7 +129,7 @@ def test_a_sources_event_retention_is_changed_through_the_sources_api_and_checke
     ]
 
 
-@STORING
+@PURGING
 def test_after_a_purge_the_api_and_system_health_show_sizes_oldest_events_and_the_last_purge(api_as, source):
     store(source, days_ago=40, count=3, fingerprint="old")
     store(source, days_ago=1, fingerprint="new")

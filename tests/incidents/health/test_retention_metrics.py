@@ -26,16 +26,6 @@ LAST_PURGE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def fresh_figures():
-    """Forget cached sizes and partitions: each test's database differs from the last one's."""
-    sizes.forget()
-    partitions.forget()
-    yield
-    sizes.forget()
-    partitions.forget()
-
-
 def samples(api_as) -> dict[tuple, float]:
     """Every sample of a scrape, keyed by name and labels."""
     response = api_as("admin").get("/metrics")

@@ -31,6 +31,7 @@ from incidents.models import (
     SourceMinute,
 )
 from incidents.retention import partitions, purge
+from incidents.retention.plan import Plan
 from tests.factories import alert_rule, firing_alert, webhook_channel
 from tests.support import native_event
 
@@ -63,20 +64,13 @@ def policy(**fields) -> RetentionPolicy:
 
 
 def purge_now(**plan_fields) -> PurgeRun:
-    record = purge.run(trigger="command", pause=0, plan=purge.Plan(RetentionPolicy.current(), NOW, **plan_fields))
+    record = purge.run(trigger="command", pause=0, plan=Plan(RetentionPolicy.current(), NOW, **plan_fields))
     assert record is not None and record.status == PurgeRun.Status.FINISHED, record and record.error
     return record
 
 
 def stored_ids(source) -> set[str]:
     return {str(event_id) for event_id in ErrorEvent.objects.filter(source=source).values_list("event_id", flat=True)}
-
-
-@pytest.fixture(autouse=True)
-def known_partitions():
-    partitions.forget()  # earlier tests' partitions may have gone with their databases
-    yield
-    partitions.forget()
 
 
 def test_events_past_retention_go_and_newer_ones_stay(source):
@@ -121,23 +115,40 @@ def test_a_repeated_event_id_within_retention_is_stored_once_even_after_a_purge(
     assert Incident.objects.get(source=source).event_count == 2  # the expired one and the first of the two
 
 
-def test_counts_charts_and_alert_values_do_not_change_when_old_detail_goes(source):
+def test_counts_charts_and_alert_values_do_not_change_when_old_detail_goes(source, api_as):
     store(source, days_ago=40, count=4)
     store(source, days_ago=20, count=3)
+    store(source, days_ago=10, count=2)
     store(source, days_ago=0.01, count=5)
-    rule = alert_rule(webhook_channel(), window_minutes=60, warning_threshold=1)
+    # The longest window the policy allows with minute rollups kept 14 days.
+    rule = alert_rule(webhook_channel(), window_minutes=13 * 1440, warning_threshold=1)
     incident = Incident.objects.get(source=source)
-    before = (incident.event_count, _hour_total(), _value(rule))
-    chart_before = list(IncidentHour.objects.filter(hour__gte=NOW - timedelta(days=30)).values_list("hour", "count"))
+    viewer = api_as("viewer")
+    before = (incident.event_count, _hour_total(), _value(rule), _figures(viewer))
+    assert before[:3] == (14, 14, 7.0) and before[3]["month"] == 10
 
     purge_now()
 
     incident.refresh_from_db()
-    assert (incident.event_count, _hour_total(), _value(rule)) == before == (12, 12, 5.0)
-    chart_after = list(IncidentHour.objects.filter(hour__gte=NOW - timedelta(days=30)).values_list("hour", "count"))
-    assert chart_after == chart_before
+    assert (incident.event_count, _hour_total(), _value(rule), _figures(viewer)) == before
+    assert not ErrorEvent.objects.filter(received_at__lt=NOW - timedelta(days=31)).exists()
     assert not IncidentMinute.objects.filter(minute__lt=NOW - timedelta(days=14)).exists()
     assert not SourceMinute.objects.filter(minute__lt=NOW - timedelta(days=14)).exists()
+
+
+def _figures(viewer) -> dict:
+    """What the API says over 30 days and over a day: totals and the hourly series."""
+    month = viewer.get("/api/v1/summary/?minutes=43200").json()
+    series = viewer.get("/api/v1/stats/?interval=hour&minutes=43200").json()
+    day = viewer.get("/api/v1/stats/?interval=hour&minutes=1440").json()
+    return {
+        "month": month["data"]["total_errors"],
+        "month_series": [(p["time"], p["count"]) for p in series["series"] if p["count"]],
+        "day": day["total"],
+        "incident_chart": list(
+            IncidentHour.objects.filter(hour__gte=NOW - timedelta(days=30)).values_list("hour", "count")
+        ),
+    }
 
 
 def test_hour_totals_past_their_retention_fold_into_one_row_per_key(source):
@@ -218,7 +229,7 @@ def test_a_dry_run_says_what_would_go_and_removes_nothing(source):
     store(source, days_ago=40, count=3)
     before = stored_ids(source)
 
-    found = {step.key: removed for step, removed in purge.estimate(purge.Plan(RetentionPolicy.current(), NOW))}
+    found = {step.key: removed for step, removed in purge.estimate(Plan(RetentionPolicy.current(), NOW))}
 
     assert found.get("event_partitions", purge.Removed()).rows + found["events"].rows == 3
     assert found["event_receipts"].rows == 3
@@ -244,7 +255,7 @@ def test_a_run_out_of_time_stops_after_a_batch_and_the_next_goes_on(source):
     store(source, days_ago=10, count=5)  # rows on every database: the newer day is not past the longest retention
 
     first = purge.run(
-        trigger="schedule", pause=0, time_budget=0.000001, plan=purge.Plan(RetentionPolicy.current(), NOW, batch_rows=2)
+        trigger="schedule", pause=0, time_budget=0.000001, plan=Plan(RetentionPolicy.current(), NOW, batch_rows=2)
     )
     assert first.status == PurgeRun.Status.PARTIAL and 0 < first.rows_removed < 20
 
@@ -252,33 +263,57 @@ def test_a_run_out_of_time_stops_after_a_batch_and_the_next_goes_on(source):
     assert not ErrorEvent.objects.filter(source=source).exists()
 
 
-def test_an_event_ingested_while_a_purge_runs_is_never_lost(source):
+def test_an_event_ingested_and_digested_while_a_purge_runs_is_never_lost(source):
     for days in range(31, 41):
         store(source, days_ago=days, count=20)
-    accepted: list[str] = []
-    stop = threading.Event()
+    Incident.objects.update(status=Incident.Status.RESOLVED)  # expired and quiet: the purge may delete it
+    policy(delete_expired_incidents=True)
+    accepted: list[tuple[datetime, str]] = []
+    writing, stop = threading.Event(), threading.Event()
 
     def ingest() -> None:
+        # Events of the same incident, digested as they come: the digest reopens the incident the
+        # purge is about to delete, or makes a new one after it did.
         try:
             while not stop.is_set():
-                event = normalize_native_event(native_event(), received_at=timezone.now())
+                at = timezone.now()
+                event = normalize_native_event(native_event(fingerprint=["timeouts"]), received_at=at)
                 accepted.extend(
-                    str(e) for e in pipeline.events_store(source=source, events=[event], received_at=timezone.now())
+                    (at, str(e)) for e in pipeline.events_store(source=source, events=[event], received_at=at)
                 )
+                digest_pending()
+                writing.set()
         finally:
             connection.close()
 
     writer = threading.Thread(target=ingest)
     writer.start()
     try:
-        record = purge.run(trigger="command", pause=0, plan=purge.Plan(RetentionPolicy.current(), NOW, batch_rows=7))
+        assert writing.wait(timeout=60)
+        record = purge.run(trigger="command", pause=0, plan=Plan(RetentionPolicy.current(), NOW, batch_rows=7))
     finally:
         stop.set()
         writer.join()
+    digest_pending()
 
     assert record.status == PurgeRun.Status.FINISHED
-    assert accepted and set(accepted) == stored_ids(source)
+    assert any(record.started_at <= at <= record.finished_at for at, _ in accepted)  # some came in meanwhile
+    assert {event_id for _, event_id in accepted} == stored_ids(source)
     assert record.removed.get("event_partitions", 0) + record.removed.get("events", 0) == 200
+    incidents = set(Incident.objects.values_list("pk", flat=True))
+    assert set(ErrorEvent.objects.values_list("incident_id", flat=True)) <= incidents  # none left pointing nowhere
+
+
+def test_a_lowered_cap_trims_incidents_that_saw_no_event_since(source):
+    store(source, days_ago=3, count=15)
+    purge_now()  # within the cap of 10,000: nothing to trim
+    assert len(stored_ids(source)) == 15
+
+    policy(events_per_incident=10, first_events_per_incident=1)
+    record = purge_now()
+
+    assert record.removed["events_over_cap"] == 4
+    assert ErrorEvent.objects.filter(source=source).count() == 11
 
 
 def test_partitions_are_made_ahead_and_the_event_key_includes_the_day():

@@ -15,7 +15,6 @@ from django.utils import timezone
 from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, EventReceipt, PurgeRun, RetentionPolicy
-from incidents.retention import partitions
 from tests.support import database_url_for_processes, native_event
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.sqlite_too]
@@ -27,13 +26,6 @@ def store_old(source, *, days_ago: int, count: int) -> None:
     at = timezone.now() - timedelta(days=days_ago)
     events = [normalize_native_event(native_event(), received_at=at) for _ in range(count)]
     pipeline.events_store(source=source, events=events, received_at=at)
-
-
-@pytest.fixture(autouse=True)
-def known_partitions():
-    partitions.forget()
-    yield
-    partitions.forget()
 
 
 def test_a_dry_run_prints_each_policy_with_counts_and_sizes_and_removes_nothing(source, capsys):

@@ -15,7 +15,6 @@ from django_q.models import Schedule
 from incidents.ingest import pipeline
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, EventReceipt, PurgeRun
-from incidents.retention import partitions
 from tests.e2e.captured_server import ROOT, stop_process
 from tests.support import database_url_for_processes, native_event, wait_until
 
@@ -33,7 +32,6 @@ def test_the_purge_is_scheduled_every_ten_minutes(db):
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_worker_cluster_runs_the_scheduled_purge(source, settings):
-    partitions.forget()
     at = timezone.now() - timedelta(days=45)
     old = [normalize_native_event(native_event(), received_at=at) for _ in range(3)]
     pipeline.events_store(source=source, events=old, received_at=at)
@@ -59,7 +57,6 @@ def test_a_worker_cluster_runs_the_scheduled_purge(source, settings):
         stop_process(worker)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
-        partitions.forget()
 
     assert [str(e) for e in ErrorEvent.objects.values_list("event_id", flat=True)] == [str(fresh[0]["event_id"])]
     assert EventReceipt.objects.count() == 1
