@@ -129,7 +129,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             ],
         )
         removed = [(key, f"{rows:,}") for key, rows in run.removed.items() if rows]
-        steps = panel(("step", "rows removed"), removed) if removed else format_html("<p>Nothing was due.</p>")
+        steps = panel(("step", "rows removed"), removed) if removed else format_html("<p>{}</p>", "Nothing was due.")
         error = format_html("<p>Error: {}</p>", run.error) if run.error else ""
         return format_html("{}{}{}{}", note, summary, steps, error)
 

@@ -19,6 +19,7 @@ from incidents.live import outbox
 from incidents.models import (
     ErrorEvent,
     ErrorType,
+    EventReceipt,
     Incident,
     IncidentActivity,
     IncidentEnvironment,
@@ -119,9 +120,10 @@ def digest_pending(*, batch_size: int = 1000, touched: set[tuple[int, int]] | No
 def _digest_batch(categories: dict[int, str], batch_size: int, touched: set[tuple[int, int]]) -> int:
     with transaction.atomic():
         _take_digest_lock()
-        events = list(ErrorEvent.objects.filter(incident__isnull=True).order_by("id").only(*_EVENT_FIELDS)[:batch_size])
+        taken = list(ErrorEvent.objects.filter(incident__isnull=True).order_by("id").only(*_EVENT_FIELDS)[:batch_size])
+        events = _without_orphans(taken)
         if not events:
-            return 0
+            return len(taken)
         groups = _group_events(events, categories)
         incidents = _upsert_incidents(groups)
         new_users = _record_users(groups, incidents)
@@ -133,7 +135,22 @@ def _digest_batch(categories: dict[int, str], batch_size: int, touched: set[tupl
         _apply_lifecycle(groups, incidents)
         _publish_live(incidents)
     touched.update((g.source_id, g.error_type_id) for g in groups.values())
-    return len(events)
+    return len(taken)
+
+
+def _without_orphans(events: list[ErrorEvent]) -> list[ErrorEvent]:
+    """The events whose source still exists; the others are deleted, as the source's deletion would have.
+
+    The event table has no foreign key constraints (see ErrorEvent), so an event stored while its
+    source was being deleted can outlive it; left pending, it would fail every digest batch it is in.
+    """
+    sources = {event.source_id for event in events}
+    gone = sources - set(Source.objects.filter(pk__in=sources).values_list("pk", flat=True))
+    if not gone:
+        return events
+    ErrorEvent.objects.filter(source_id__in=gone).delete()
+    EventReceipt.objects.filter(source_id__in=gone).delete()
+    return [event for event in events if event.source_id not in gone]
 
 
 # Digests take turns: a second one waits for the first to commit, then sees what is left.

@@ -135,7 +135,7 @@ def drop(partition: Partition) -> None:
     """Detach the partition without blocking ingest, then drop it."""
     # An earlier run interrupted between the two steps of a concurrent detach left it pending.
     step = "FINALIZE" if partition.detach_pending else "CONCURRENTLY"
-    with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
+    with _autocommit_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
         # Not in a transaction (DETACH CONCURRENTLY may not be): a session setting, reset before
         # the pooled connection goes back.
         cursor.execute(f"SET lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'")
@@ -160,7 +160,7 @@ def detached_leftovers() -> list[str]:
 
 
 def drop_leftover(name: str) -> None:
-    with _own_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
+    with _autocommit_connection() as own, own.cursor() as cursor, own.wrap_database_errors:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -188,9 +188,19 @@ def _day_of(name: str) -> date:
 
 
 @contextlib.contextmanager
+def _autocommit_connection() -> Iterator:
+    """This thread's connection when it is in autocommit, else one of our own."""
+    if not connection.in_atomic_block:
+        yield connection
+        return
+    with _own_connection() as own:
+        yield own
+
+
+@contextlib.contextmanager
 def _own_connection() -> Iterator:
-    """A connection of our own in autocommit: DDL here commits at once, and DETACH CONCURRENTLY
-    may not run inside a transaction (the caller's may be open)."""
+    """A connection of our own in autocommit, for a caller inside a transaction: DDL here commits at
+    once, and DETACH CONCURRENTLY may not run inside a transaction."""
     own = connections.create_connection(DEFAULT_DB_ALIAS)
     try:
         own.ensure_connection()

@@ -455,9 +455,14 @@ def _delete_receipts(source_id: int, before: datetime, limit: int) -> int:
         return cursor.rowcount
 
 
+# Partitions estimated to hold fewer rows than this are counted (a second or so at most): the planner's
+# figure can be stale by then (an emptied partition keeps its last estimate until analysed again).
+EXACT_BELOW_ROWS = 1_000_000
+
+
 def _rows_of(partition: partitions.Partition) -> int:
-    """The planner's estimate, or a count if the partition was never analysed."""
-    if partition.rows >= 0:
+    """The partition's rows: the planner's estimate for a big one, else a count."""
+    if partition.rows >= EXACT_BELOW_ROWS:
         return partition.rows
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {partition.name}")

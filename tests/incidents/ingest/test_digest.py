@@ -7,18 +7,21 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from incidents import services
-from incidents.ingest import pipeline
+from incidents.ingest import pipeline, storage
+from incidents.ingest.classification import classify_and_group
 from incidents.ingest.normalize import normalize_native_event
 from incidents.models import (
     ClassificationRule,
     ErrorEvent,
     ErrorType,
+    EventReceipt,
     Incident,
     IncidentActivity,
     IncidentEnvironment,
     IncidentHour,
     IncidentMinute,
     Severity,
+    Source,
     SourceHour,
     SourceMinute,
 )
@@ -245,3 +248,23 @@ def test_digests_running_at_once_count_every_event_once(source):
     assert Incident.objects.aggregate(total=Sum("event_count"))["total"] == 200
     assert not ErrorEvent.objects.filter(incident__isnull=True).exists()
     assert IncidentActivity.objects.filter(kind="created").count() == Incident.objects.count() == 5
+
+
+def test_an_event_whose_source_was_deleted_meanwhile_is_dropped_and_the_rest_digested(source, shop, digest):
+    store(source, failure_at("charge", "card declined"))
+    store(shop, failure_at("ship", "no courier"))
+    # The event table has no foreign key constraint: an event stored while its source is deleted stays.
+    shop_id = shop.pk
+    Source.objects.filter(pk=shop_id).delete()
+    store_for_gone = storage.EventWrite(
+        shop_id,
+        [classify_and_group(normalize_native_event(failure_at("ship", "late"), received_at=timezone.now()))],
+        timezone.now(),
+    )
+    storage.store_writes([store_for_gone])
+
+    assert digest() == 2
+
+    assert Incident.objects.get().source_id == source.pk
+    assert not ErrorEvent.objects.filter(source_id=shop_id).exists()
+    assert not EventReceipt.objects.filter(source_id=shop_id).exists()
