@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,14 @@ import sentry_sdk
 from asgiref.sync import async_to_sync
 from django.db import connection
 from django.http import HttpResponse
+from django.utils import timezone
 from django_q.models import OrmQ
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.transport import HttpTransport
+
+from incidents.ingest import pipeline
+from incidents.ingest.digest import digest_pending
+from incidents.ingest.normalize import normalize_native_event
 
 # Small programs that tests start as separate processes.
 PROBES = Path(__file__).parent / "probes"
@@ -192,6 +198,18 @@ FAST_PATH_PARAMS = [
     "django",
     pytest.param("fastpath", marks=pytest.mark.django_db(transaction=True, serialized_rollback=True)),
 ]
+
+
+def store_received(source, *, days_ago: float, count: int = 1, fingerprint: str = "timeouts", **fields) -> list[str]:
+    """Store `count` events of one incident received `days_ago` days ago (and stamped then), digest them,
+    and return their ids."""
+    at = timezone.now() - timedelta(days=days_ago)
+    raw = [native_event(fingerprint=[fingerprint], timestamp=at.isoformat(), **fields) for _ in range(count)]
+    ids = pipeline.events_store(
+        source=source, events=[normalize_native_event(event, received_at=at) for event in raw], received_at=at
+    )
+    digest_pending()
+    return [str(event_id) for event_id in ids]
 
 
 # A purge detaches expired partitions concurrently, which on PostgreSQL waits for every transaction that

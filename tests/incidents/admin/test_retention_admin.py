@@ -1,19 +1,14 @@
 """The retention admin: the one policy, edited by admins and shown to every role, and the history of purges."""
 
-from datetime import timedelta
-
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.ingest import pipeline
-from incidents.ingest.digest import digest_pending
-from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, Incident, PurgeRun, RetentionPolicy
 from incidents.retention import partitions, purge
-from tests.support import PURGING, native_event
+from tests.support import PURGING, store_received
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 
@@ -59,16 +54,6 @@ def form_of(policy: RetentionPolicy, **changes) -> dict:
     return data
 
 
-def store(source, *, days_ago: float, count: int = 1, fingerprint: str = "timeouts") -> None:
-    at = timezone.now() - timedelta(days=days_ago)
-    events = [
-        normalize_native_event(native_event(fingerprint=[fingerprint], timestamp=at.isoformat()), received_at=at)
-        for _ in range(count)
-    ]
-    pipeline.events_store(source=source, events=events, received_at=at)
-    digest_pending()
-
-
 def test_the_policy_list_opens_the_one_policy_for_every_role(clients):
     assert clients["anonymous"].get(POLICY_LIST)["Location"].startswith(reverse("admin:login"))
     for role in ROLES[1:]:
@@ -91,7 +76,7 @@ def test_viewers_and_triagers_see_the_policy_read_only_and_their_posts_are_refus
 @PURGING
 @pytest.mark.parametrize("role", ["admin", "superuser"])
 def test_the_admin_group_and_superusers_change_the_policy_and_the_next_estimate_uses_it(clients, source, role):
-    store(source, days_ago=10)
+    store_received(source, days_ago=10)
     assert expiring_events() == 0  # kept 30 days by default
     page = clients[role].get(POLICY)
     assert 'name="event_days"' in page.content.decode()
@@ -174,8 +159,8 @@ def test_an_admin_sets_a_sources_event_retention_and_an_invalid_one_is_refused_o
 
 @PURGING
 def test_after_a_purge_the_policy_page_shows_sizes_oldest_events_and_the_last_purge(clients, source):
-    store(source, days_ago=40, count=3, fingerprint="old")
-    store(source, days_ago=1, fingerprint="new")
+    store_received(source, days_ago=40, count=3, fingerprint="old")
+    store_received(source, days_ago=1, fingerprint="new")
     record = purge.run(trigger="command", pause=0)
     step = "event_partitions" if partitions.enabled() else "events"
     assert record.status == PurgeRun.Status.FINISHED and record.removed[step] == 3
@@ -193,7 +178,7 @@ def test_after_a_purge_the_policy_page_shows_sizes_oldest_events_and_the_last_pu
 def test_an_incident_whose_events_expired_says_so_with_its_sources_retention(clients, source):
     source.event_retention_days = 20
     source.save()
-    store(source, days_ago=25, count=2)
+    store_received(source, days_ago=25, count=2)
     incident = Incident.objects.get()
     purge.run(trigger="command", pause=0)
     assert not ErrorEvent.objects.exists()
@@ -204,6 +189,6 @@ def test_an_incident_whose_events_expired_says_so_with_its_sources_retention(cli
 
 @PURGING
 def test_an_incident_with_its_events_stored_does_not_say_they_expired(clients, source):
-    store(source, days_ago=0)
+    store_received(source, days_ago=0)
     content = clients["viewer"].get(reverse("admin:incidents_incident_change", args=[Incident.objects.get().pk]))
     assert "events expired" not in content.content.decode()

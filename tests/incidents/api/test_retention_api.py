@@ -1,19 +1,13 @@
 """GET and PATCH /api/v1/retention/, a source's event retention through the sources API, and system health's
 retention section."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 from rest_framework.test import APIClient
 
-from incidents.ingest import pipeline
-from incidents.ingest.digest import digest_pending
-from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, PurgeRun, RetentionPolicy
 from incidents.retention import partitions, purge
 from tests.api_support import patch_json, token_client
-from tests.support import PURGING, native_event
+from tests.support import PURGING, store_received
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_too]
 
@@ -34,16 +28,6 @@ def callers(api_as, ingest_key, django_user_model) -> dict[str, APIClient]:
         "admin": api_as("admin"),
         "superuser": token_client(superuser),
     }
-
-
-def store(source, *, days_ago: float, count: int = 1, fingerprint: str = "timeouts") -> None:
-    at = timezone.now() - timedelta(days=days_ago)
-    events = [
-        normalize_native_event(native_event(fingerprint=[fingerprint], timestamp=at.isoformat()), received_at=at)
-        for _ in range(count)
-    ]
-    pipeline.events_store(source=source, events=events, received_at=at)
-    digest_pending()
 
 
 def test_each_role_reads_the_policy_and_only_admins_change_it(callers):
@@ -88,7 +72,7 @@ def test_an_invalid_value_is_refused_naming_the_field_and_nothing_is_written(api
 
 @PURGING
 def test_a_valid_patch_takes_effect_for_the_next_purge_estimate(api_as, source):
-    store(source, days_ago=10)
+    store_received(source, days_ago=10)
     assert expiring_events() == 0  # kept 30 days by default
     response = patch_json(api_as("admin"), URL, {"event_days": 7, "events_per_incident": None})
     assert response.status_code == 200, response.content
@@ -131,8 +115,8 @@ def test_a_sources_event_retention_is_changed_through_the_sources_api_and_checke
 
 @PURGING
 def test_after_a_purge_the_api_and_system_health_show_sizes_oldest_events_and_the_last_purge(api_as, source):
-    store(source, days_ago=40, count=3, fingerprint="old")
-    store(source, days_ago=1, fingerprint="new")
+    store_received(source, days_ago=40, count=3, fingerprint="old")
+    store_received(source, days_ago=1, fingerprint="new")
     record = purge.run(trigger="command", pause=0)
     assert record.status == PurgeRun.Status.FINISHED
     oldest = ErrorEvent.objects.get().received_at

@@ -1,18 +1,12 @@
 """/metrics on retention: table sizes and rows, the oldest event per source, and the last purge."""
 
-from datetime import timedelta
-
 import pytest
 from django.db import connection
-from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from incidents.ingest import pipeline
-from incidents.ingest.digest import digest_pending
-from incidents.ingest.normalize import normalize_native_event
 from incidents.models import ErrorEvent, PurgeRun
 from incidents.retention import partitions, purge, sizes
-from tests.support import native_event
+from tests.support import store_received
 
 # Storing an event of a day with no partition yet makes one on another connection, which on PostgreSQL
 # waits for every transaction that touched the event table: these tests commit as they go.
@@ -44,19 +38,9 @@ def analyse_events() -> None:
         cursor.execute("ANALYZE incidents_errorevent")
 
 
-def store(source, *, days_ago: float, count: int = 1, fingerprint: str = "timeouts") -> None:
-    at = timezone.now() - timedelta(days=days_ago)
-    events = [
-        normalize_native_event(native_event(fingerprint=[fingerprint], timestamp=at.isoformat()), received_at=at)
-        for _ in range(count)
-    ]
-    pipeline.events_store(source=source, events=events, received_at=at)
-    digest_pending()
-
-
 def test_after_a_purge_the_metrics_show_sizes_the_oldest_event_and_the_last_purge(api_as, source):
-    store(source, days_ago=40, count=3, fingerprint="old")
-    store(source, days_ago=1, fingerprint="new")
+    store_received(source, days_ago=40, count=3, fingerprint="old")
+    store_received(source, days_ago=1, fingerprint="new")
     record = purge.run(trigger="command", pause=0)
     assert record.status == PurgeRun.Status.FINISHED
     if connection.vendor == "postgresql":

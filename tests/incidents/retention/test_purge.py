@@ -33,25 +33,11 @@ from incidents.models import (
 from incidents.retention import partitions, purge
 from incidents.retention.plan import Plan
 from tests.factories import alert_rule, firing_alert, webhook_channel
-from tests.support import native_event
+from tests.support import native_event, store_received
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.sqlite_too]
 
 NOW = timezone.now()
-
-
-def store(source, *, days_ago: float, count: int = 1, fingerprint: str = "timeouts", **fields) -> list[str]:
-    """Store `count` events received `days_ago` days ago, stamped then, and digest them."""
-    at = NOW - timedelta(days=days_ago)
-    events = [
-        normalize_native_event(
-            native_event(fingerprint=[fingerprint], timestamp=at.isoformat(), **fields), received_at=at
-        )
-        for _ in range(count)
-    ]
-    ids = pipeline.events_store(source=source, events=events, received_at=at)
-    digest_pending()
-    return [str(event_id) for event_id in ids]
 
 
 def policy(**fields) -> RetentionPolicy:
@@ -74,8 +60,8 @@ def stored_ids(source) -> set[str]:
 
 
 def test_events_past_retention_go_and_newer_ones_stay(source):
-    old = store(source, days_ago=40, count=3)
-    recent = store(source, days_ago=20, count=2)
+    old = store_received(source, days_ago=40, count=3)
+    recent = store_received(source, days_ago=20, count=2)
 
     record = purge_now()
 
@@ -92,9 +78,9 @@ def test_a_source_kept_shorter_loses_its_old_events_while_another_keeps_them(sou
     shop.event_retention_days = 7
     shop.full_clean()
     shop.save()
-    kept = store(source, days_ago=10, count=2)
-    shop_old = store(shop, days_ago=10, count=2)
-    shop_new = store(shop, days_ago=3)
+    kept = store_received(source, days_ago=10, count=2)
+    shop_old = store_received(shop, days_ago=10, count=2)
+    shop_new = store_received(shop, days_ago=3)
 
     purge_now()
 
@@ -105,21 +91,21 @@ def test_a_source_kept_shorter_loses_its_old_events_while_another_keeps_them(sou
 
 def test_a_repeated_event_id_within_retention_is_stored_once_even_after_a_purge(source):
     event_id = uuid.uuid4().hex
-    store(source, days_ago=40)
-    store(source, days_ago=5, event_id=event_id)
+    store_received(source, days_ago=40)
+    store_received(source, days_ago=5, event_id=event_id)
     purge_now()
 
-    store(source, days_ago=0, event_id=event_id)  # a client's retry, days later
+    store_received(source, days_ago=0, event_id=event_id)  # a client's retry, days later
 
     assert ErrorEvent.objects.filter(source=source, event_id=event_id).count() == 1
     assert Incident.objects.get(source=source).event_count == 2  # the expired one and the first of the two
 
 
 def test_counts_charts_and_alert_values_do_not_change_when_old_detail_goes(source, api_as):
-    store(source, days_ago=40, count=4)
-    store(source, days_ago=20, count=3)
-    store(source, days_ago=10, count=2)
-    store(source, days_ago=0.01, count=5)
+    store_received(source, days_ago=40, count=4)
+    store_received(source, days_ago=20, count=3)
+    store_received(source, days_ago=10, count=2)
+    store_received(source, days_ago=0.01, count=5)
     # The longest window the policy allows with minute rollups kept 14 days.
     rule = alert_rule(webhook_channel(), window_minutes=13 * 1440, warning_threshold=1)
     incident = Incident.objects.get(source=source)
@@ -152,9 +138,9 @@ def _figures(viewer) -> dict:
 
 
 def test_hour_totals_past_their_retention_fold_into_one_row_per_key(source):
-    store(source, days_ago=500, count=2)
-    store(source, days_ago=450, count=3)
-    store(source, days_ago=1, count=1)
+    store_received(source, days_ago=500, count=2)
+    store_received(source, days_ago=450, count=3)
+    store_received(source, days_ago=1, count=1)
 
     purge_now()
 
@@ -166,9 +152,9 @@ def test_hour_totals_past_their_retention_fold_into_one_row_per_key(source):
 
 def test_the_cap_keeps_an_incidents_first_and_newest_events_and_its_count(source):
     policy(events_per_incident=10, first_events_per_incident=2)
-    first = store(source, days_ago=5, count=2)
-    middle = store(source, days_ago=4, count=6)
-    newest = store(source, days_ago=3, count=10)
+    first = store_received(source, days_ago=5, count=2)
+    middle = store_received(source, days_ago=4, count=6)
+    newest = store_received(source, days_ago=3, count=10)
 
     record = purge_now()
 
@@ -178,7 +164,7 @@ def test_the_cap_keeps_an_incidents_first_and_newest_events_and_its_count(source
 
 
 def test_an_incident_whose_events_expired_stays_with_its_counts_unless_deletion_is_on(source):
-    store(source, days_ago=60, count=3)
+    store_received(source, days_ago=60, count=3)
     incident = Incident.objects.get(source=source)
     Incident.objects.filter(pk=incident.pk).update(status=Incident.Status.RESOLVED)
 
@@ -195,7 +181,7 @@ def test_an_incident_whose_events_expired_stays_with_its_counts_unless_deletion_
 
 def test_an_open_incident_is_never_deleted_with_its_expired_events(source):
     policy(delete_expired_incidents=True)
-    store(source, days_ago=60, count=1)
+    store_received(source, days_ago=60, count=1)
 
     purge_now()
 
@@ -203,7 +189,7 @@ def test_an_open_incident_is_never_deleted_with_its_expired_events(source):
 
 
 def test_history_goes_after_its_own_period_and_waiting_notifications_stay(source, rule):
-    store(source, days_ago=1)
+    store_received(source, days_ago=1)
     incident = Incident.objects.get(source=source)
     IncidentActivity.objects.create(
         incident=incident, kind="acknowledged", actor="user:a", created_at=NOW - timedelta(days=400)
@@ -226,7 +212,7 @@ def test_history_goes_after_its_own_period_and_waiting_notifications_stay(source
 
 
 def test_a_dry_run_says_what_would_go_and_removes_nothing(source):
-    store(source, days_ago=40, count=3)
+    store_received(source, days_ago=40, count=3)
     before = stored_ids(source)
 
     found = {step.key: removed for step, removed in purge.estimate(Plan(RetentionPolicy.current(), NOW))}
@@ -250,9 +236,11 @@ def test_only_one_purge_runs_at_a_time_and_a_dead_one_is_taken_over(source):
 
 
 def test_a_run_out_of_time_stops_after_a_batch_and_the_next_goes_on(source):
-    store(source, days_ago=40, count=5)
+    store_received(source, days_ago=40, count=5)
     policy(event_days=7)
-    store(source, days_ago=10, count=5)  # rows on every database: the newer day is not past the longest retention
+    store_received(
+        source, days_ago=10, count=5
+    )  # rows on every database: the newer day is not past the longest retention
 
     first = purge.run(
         trigger="schedule", pause=0, time_budget=0.000001, plan=Plan(RetentionPolicy.current(), NOW, batch_rows=2)
@@ -265,7 +253,7 @@ def test_a_run_out_of_time_stops_after_a_batch_and_the_next_goes_on(source):
 
 def test_an_event_ingested_and_digested_while_a_purge_runs_is_never_lost(source):
     for days in range(31, 41):
-        store(source, days_ago=days, count=20)
+        store_received(source, days_ago=days, count=20)
     Incident.objects.update(status=Incident.Status.RESOLVED)  # expired and quiet: the purge may delete it
     policy(delete_expired_incidents=True)
     accepted: list[tuple[datetime, str]] = []
@@ -305,7 +293,7 @@ def test_an_event_ingested_and_digested_while_a_purge_runs_is_never_lost(source)
 
 
 def test_a_lowered_cap_trims_incidents_that_saw_no_event_since(source):
-    store(source, days_ago=3, count=15)
+    store_received(source, days_ago=3, count=15)
     purge_now()  # within the cap of 10,000: nothing to trim
     assert len(stored_ids(source)) == 15
 
